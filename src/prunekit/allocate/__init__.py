@@ -1,0 +1,1 @@
+"""Per-layer sparsity allocation: how much to prune in each layer."""

@@ -1,0 +1,51 @@
+"""Public Python entry points: run(), evaluate(), prune(). The CLI is a thin shell over these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .recipe import EvaluationConfig, Recipe, load_recipe, parse_recipe
+
+
+def run(recipe: str | Path | dict | Recipe, *, overrides: list[str] | None = None, output: str | None = None,
+        overwrite: bool = False) -> dict:
+    """Run a recipe (file path, plain dict or Recipe) and return its report (also written to disk)."""
+    from .pipeline import run_recipe
+    from .recipe import apply_overrides
+
+    if isinstance(recipe, str | Path):
+        recipe = load_recipe(recipe, overrides)
+    elif isinstance(recipe, dict):
+        recipe = parse_recipe(apply_overrides(recipe, overrides or []))
+    return run_recipe(recipe, output=output, overwrite=overwrite)
+
+
+def evaluate(model: Any = "smollm2-135m", *, tasks: list[str] | None = None, corpus: str = "wiki",
+             window: int = 1024, windows: int = 16) -> dict[str, float]:
+    """Evaluate a model (name, path, or prunekit.models.LoadedModel) and return its metrics."""
+    from .evaluate.run import evaluate_loaded
+    from .models import LoadedModel, load
+    from .recipe.convert import from_dict
+
+    config = from_dict(EvaluationConfig, {
+        "tasks": tasks or ["perplexity", "efficiency"],
+        "perplexity": {"corpus": corpus, "window": window, "windows": windows},
+    }, "evaluation")
+    loaded = model if isinstance(model, LoadedModel) else load(model)
+    return evaluate_loaded(loaded, config, dense=not isinstance(model, LoadedModel))
+
+
+def prune(model: Any, method: str, *, calibration: dict | None = None, **options: Any):
+    """Prune `model` (name, path or LoadedModel) in place with a registered method; returns (model, details)."""
+    from .methods import METHODS
+    from .models import LoadedModel, load
+    from .pipeline import RunContext
+    from .recipe.convert import from_dict
+
+    entry = METHODS.get(method)
+    config = from_dict(entry.config, options, method)
+    loaded = model if isinstance(model, LoadedModel) else load(model)
+    recipe = parse_recipe({"model": loaded.source or "smollm2-135m", "calibration": calibration or {}})
+    details = METHODS.load(method)(loaded, config, RunContext(recipe, Path(".")), method=method)
+    return loaded, details

@@ -1,0 +1,1 @@
+"""Streaming calibration statistics of layer inputs."""

@@ -1,0 +1,132 @@
+"""`prunekit` command line: a thin shell over prunekit.api.
+
+Errors caused by input (unknown names, bad recipes, missing files, an existing output folder) print
+one paragraph and exit with status 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import PrunekitError
+
+app = typer.Typer(
+    name="prunekit",
+    help="Make PyTorch models smaller and faster by pruning, and measure the trade-off.\n\n"
+    "Examples:\n\n  prunekit run recipes/quickstart.yaml\n\n  prunekit eval smollm2-135m\n\n  prunekit list methods",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    from .utils.progress import set_quiet
+
+    set_quiet(quiet)
+
+
+def _finish(report: dict) -> None:
+    from .evaluate.report import print_table
+
+    print_table(report)
+    out = report["output"]
+    typer.echo(f"Report: {out}/report.md, {out}/report.json, {out}/tradeoff.png")
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a recipe value: key.path=value (repeatable), e.g. "
+        "--set evaluation.perplexity.windows=4")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Output folder (default runs/NAME-TIME).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Validate the recipe and exit without loading weights.")] = False,
+) -> None:
+    """Run a recipe: load the model, prune each variant, evaluate against the dense baseline, write reports."""
+    from .recipe import load_recipe
+
+    resolved = load_recipe(recipe, set_ or [])
+    if check:
+        typer.echo(f"Recipe '{recipe}' is valid: model {resolved.model}, {len(resolved.variants)} variant(s).")
+        return
+    from .pipeline import run_recipe
+
+    _finish(run_recipe(resolved, output=output, overwrite=overwrite))
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Argument(
+        help="Bundled model name, HF folder, .gguf file or hub id.")] = "smollm2-135m",
+    corpus: Annotated[str, typer.Option(
+        help="Evaluation corpus (prunekit list corpora) or a .txt/.jsonl file.")] = "wiki",
+    window: Annotated[int, typer.Option(help="Tokens per perplexity window.")] = 1024,
+    windows: Annotated[int, typer.Option(help="Number of non-overlapping windows from the evaluation split.")] = 16,
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks (prunekit list tasks).")] = "perplexity,efficiency",
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Output folder (default runs/eval-TIME).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+) -> None:
+    """Evaluate a model (perplexity, size, MACs, latency) and write a report; the dense perplexity is cached."""
+    from .pipeline import run_recipe
+    from .recipe import parse_recipe
+
+    recipe = parse_recipe({
+        "name": "eval", "model": model,
+        "evaluation": {"tasks": [t.strip() for t in tasks.split(",") if t.strip()],
+                       "perplexity": {"corpus": corpus, "window": window, "windows": windows}},
+    })
+    _finish(run_recipe(recipe, output=output, overwrite=overwrite))
+
+
+@app.command("list")
+def list_(
+    kind: Annotated[str | None, typer.Argument(
+        help="models, corpora, methods, tasks or stages (default: all).")] = None,
+) -> None:
+    """List the registered models, corpora, methods, tasks and recipe stages."""
+    from .data import CORPORA
+    from .errors import unknown_name
+    from .evaluate.tasks import TASKS
+    from .methods import METHODS
+    from .models import MODELS
+    from .recipe.stages import STAGES
+
+    registries = {"models": MODELS, "corpora": CORPORA, "methods": METHODS, "tasks": TASKS, "stages": STAGES}
+    if kind is not None and kind not in registries:
+        raise unknown_name("list kind", kind, registries)
+    for name, registry in registries.items():
+        if kind in (None, name):
+            typer.echo(f"{name}:")
+            for entry in registry.entries():
+                typer.echo(f"  {entry.name:<16} {entry.summary}")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        app()
+    except (PrunekitError, FileExistsError) as exc:
+        if debug:
+            raise
+        typer.echo(f"Error: {exc}", err=True)
+        if not debug:
+            typer.echo("(run with --debug for the full traceback)", err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

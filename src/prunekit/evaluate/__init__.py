@@ -1,0 +1,7 @@
+"""Evaluation: perplexity, parameter counts, MACs, latency and memory, and run reports."""
+
+from .efficiency import count_parameters, decode_tokens_per_second, macs_per_token, prefill_latency
+from .perplexity import PerplexityProtocol, perplexity
+
+__all__ = ["PerplexityProtocol", "perplexity", "count_parameters", "macs_per_token", "prefill_latency",
+           "decode_tokens_per_second"]

@@ -1,0 +1,1 @@
+"""Per-weight importance scores (higher means keep)."""

@@ -1,0 +1,29 @@
+"""Save a (pruned) model as a normal Hugging Face folder, written atomically.
+
+The folder holds config.json + safetensors (so plain `from_pretrained` reloads it), the tokenizer,
+`prunekit_plan.json` (what was pruned and how) and `recipe.yaml` (the resolved recipe).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..utils.paths import atomic_directory
+
+
+def save_model(loaded: Any, folder: str | Path, *, plan: dict | None = None, recipe: dict | None = None,
+               overwrite: bool = False) -> Path:
+    import yaml
+
+    folder = Path(folder)
+    with atomic_directory(folder, overwrite=overwrite) as tmp:
+        loaded.adapter.sync_config()
+        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        if loaded.tokenizer is not None:
+            loaded.tokenizer.save_pretrained(tmp)
+        (tmp / "prunekit_plan.json").write_text(json.dumps(plan or {}, indent=1, default=str))
+        if recipe is not None:
+            (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return folder

@@ -1,0 +1,14 @@
+"""Model loading and architecture adapters."""
+
+from .catalog import DEFAULT_MODEL, MODELS
+from .load import LoadedModel, load, validate_spec
+
+__all__ = ["DEFAULT_MODEL", "MODELS", "LoadedModel", "load", "validate_spec", "register_adapter"]
+
+
+def __getattr__(name: str):
+    if name in {"register_adapter", "adapter_for", "ModelAdapter"}:
+        from . import adapters
+
+        return getattr(adapters, name)
+    raise AttributeError(name)

@@ -1,0 +1,99 @@
+"""ModelAdapter: knows one architecture family; found from the model's config."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from torch import nn
+
+from ...errors import ConfigError
+
+_ADAPTERS: list[type[ModelAdapter]] = []
+
+
+def register_adapter(cls: type[ModelAdapter]) -> type[ModelAdapter]:
+    _ADAPTERS.append(cls)
+    return cls
+
+
+def supported_model_types() -> list[str]:
+    return sorted({t for cls in _ADAPTERS for t in cls.model_types})
+
+
+def adapter_for(model: nn.Module) -> ModelAdapter:
+    """Pick the adapter whose `model_types` contains `model.config.model_type`."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    for cls in _ADAPTERS:
+        if model_type in cls.model_types:
+            return cls(model)
+    raise ConfigError(
+        f"No adapter for model type '{model_type}' ({type(model).__name__}). Supported model types: "
+        f"{', '.join(supported_model_types())}. Register one with prunekit.models.register_adapter."
+    )
+
+
+class ModelAdapter(ABC):
+    """Access to blocks, attention and MLP modules, and the head layout of one family."""
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    family: ClassVar[str] = ""
+    is_causal_lm: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.config = model.config
+
+    # --- structure -------------------------------------------------------------------------------
+    @abstractmethod
+    def blocks(self) -> nn.ModuleList:
+        ...
+
+    @abstractmethod
+    def embeddings(self) -> list[nn.Module]:
+        ...
+
+    def head(self) -> nn.Module | None:
+        return getattr(self.model, "lm_head", None)
+
+    @abstractmethod
+    def attention(self, block: nn.Module) -> nn.Module:
+        ...
+
+    @abstractmethod
+    def mlp(self, block: nn.Module) -> nn.Module:
+        ...
+
+    def block_prefix(self, index: int) -> str:
+        """Qualified module name of block `index` inside the model."""
+        blocks = self.blocks()
+        for name, module in self.model.named_modules():
+            if module is blocks[index]:
+                return name
+        raise KeyError(index)
+
+    # --- head layout -----------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks())
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def num_heads(self) -> int:
+        return self.config.num_attention_heads
+
+    @property
+    def num_kv_heads(self) -> int:
+        return self.num_heads
+
+    @property
+    def head_dim(self) -> int:
+        return getattr(self.config, "head_dim", None) or self.hidden_size // self.num_heads
+
+    def sync_config(self) -> None:
+        """Update size fields of the config after shapes change (structured pruning)."""
+        return None

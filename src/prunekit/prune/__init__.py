@@ -1,0 +1,1 @@
+"""Pruning masks and weight-reconstruction solvers (pure tensor maths)."""

@@ -1,0 +1,70 @@
+"""Options of the one-shot weight pruning methods (light: importable without torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+ALLOCATIONS = ("uniform", "global", "owl", "rd")
+DEFAULT_EXCLUDE = [r"(^|\.)lm_head$", r"embed", r"(^|\.)wte$", r"(^|\.)wpe$"]
+
+
+@dataclass
+class WeightPruneConfig:
+    """Unstructured or N:M pruning of every Linear-like layer matched by `include` and not `exclude`.
+
+    sparsity: fraction of weights removed, in [0, 1). pattern: "unstructured" or "N:M" (e.g. "2:4",
+    N non-zeros kept in every M consecutive inputs). allocation: how the total is spread over layers.
+    """
+
+    sparsity: float = 0.5
+    pattern: str = "unstructured"
+    allocation: str = "uniform"
+    include: list[str] = field(default_factory=lambda: [".*"])
+    exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
+    owl_threshold: float = 5.0
+    owl_lambda: float = 0.08
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if self.pattern != "unstructured":
+            _ = self.nm  # validates "N:M"
+        if self.allocation not in ALLOCATIONS:
+            raise ConfigError(f"Unknown allocation '{self.allocation}'. Valid choices: {', '.join(ALLOCATIONS)}.")
+        if self.pattern != "unstructured" and self.allocation != "uniform":
+            raise ConfigError(f"pattern {self.pattern} fixes the sparsity of every layer; use allocation: uniform")
+        import re
+
+        for expr in self.include + self.exclude:
+            try:
+                re.compile(expr)
+            except re.error as exc:
+                raise ConfigError(f"Invalid regular expression '{expr}': {exc}") from exc
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        """(N, M) for an N:M pattern, None when unstructured."""
+        if self.pattern == "unstructured":
+            return None
+        parts = self.pattern.split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ConfigError(f"pattern must be 'unstructured' or 'N:M' like '2:4', got '{self.pattern}'")
+        n, m = int(parts[0]), int(parts[1])
+        if not 1 <= n <= m:
+            raise ConfigError(f"N:M pattern needs 1 <= N <= M, got N={n}, M={m}")
+        return n, m
+
+
+@dataclass
+class SparseGPTConfig(WeightPruneConfig):
+    """SparseGPT options: Hessian dampening (fraction of the mean diagonal) and lazy block size."""
+
+    damp: float = 0.01
+    block_size: int = 128
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.damp <= 0 or self.block_size < 1:
+            raise ConfigError(f"damp must be > 0 and block_size >= 1, got {self.damp}, {self.block_size}")

@@ -1,0 +1,128 @@
+"""Recipe schema. Every name (model, corpus, stage, method) is resolved here, before weights load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError, unknown_name
+
+
+@dataclass
+class CalibrationConfig:
+    """Calibration batches: random windows from the calibration split (first 90% of the corpus)."""
+
+    corpus: str = "wiki"
+    samples: int = 32
+    seq_len: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.seq_len < 2:
+            raise ConfigError(f"calibration needs samples >= 1 and seq_len >= 2, got {self.samples}, {self.seq_len}")
+
+
+@dataclass
+class PerplexityConfig:
+    """See prunekit.evaluate.perplexity for the protocol."""
+
+    corpus: str = "wiki"
+    window: int = 1024
+    windows: int = 16
+    batch_size: int = 1
+
+
+@dataclass
+class EfficiencyConfig:
+    """Prefill latency (time to first token) and decode speed; medians of `repeats` runs."""
+
+    prefill_tokens: int = 512
+    decode_tokens: int = 16
+    repeats: int = 3
+    macs_seq_len: int = 1024
+
+
+@dataclass
+class EvaluationConfig:
+    tasks: list[str] = field(default_factory=lambda: ["perplexity", "efficiency"])
+    perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
+    efficiency: EfficiencyConfig = field(default_factory=EfficiencyConfig)
+
+
+@dataclass
+class Stage:
+    """One resolved stage: its kind (prune, save, ...) and its validated options object."""
+
+    kind: str
+    options: Any
+
+    def to_dict(self) -> dict:
+        from .convert import to_dict
+
+        return {self.kind: to_dict(self.options)}
+
+
+@dataclass
+class Variant:
+    """A named pipeline of stages applied to a fresh copy of the dense model."""
+
+    name: str
+    stages: list[Stage]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "stages": [s.to_dict() for s in self.stages]}
+
+
+@dataclass
+class Recipe:
+    name: str = "run"
+    model: str = "smollm2-135m"
+    output: str | None = None
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    variants: list[Variant] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        from .convert import to_dict
+
+        return {
+            "name": self.name, "model": self.model, "output": self.output,
+            "calibration": to_dict(self.calibration), "evaluation": to_dict(self.evaluation),
+            "variants": [v.to_dict() for v in self.variants],
+        }
+
+
+def parse_variant(data: Any, where: str) -> Variant:
+    from .stages import parse_stage
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{where}' must be a mapping with 'name' and 'stages', got {data!r}")
+    unknown = set(data) - {"name", "stages"}
+    if unknown:
+        raise ConfigError(f"Unknown key '{sorted(unknown)[0]}' in '{where}'. Valid keys: name, stages.")
+    name = data.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"'{where}.name' must be a non-empty name without '/', got {name!r}")
+    stages = data.get("stages") or []
+    if not isinstance(stages, list):
+        raise ConfigError(f"'{where}.stages' must be a list, got {stages!r}")
+    return Variant(name, [parse_stage(s, f"{where}.stages[{i}]") for i, s in enumerate(stages)])
+
+
+def validate_names(recipe: Recipe) -> None:
+    """Resolve model, corpora and task names (stage and method names are resolved while parsing)."""
+    from ..data import validate_corpus
+    from ..evaluate.tasks import TASKS
+    from ..models import validate_spec
+
+    validate_spec(recipe.model)
+    validate_corpus(recipe.calibration.corpus, "calibration.corpus")
+    validate_corpus(recipe.evaluation.perplexity.corpus, "evaluation.perplexity.corpus")
+    for i, task in enumerate(recipe.evaluation.tasks):
+        if task not in TASKS:
+            raise unknown_name("task", task, TASKS.names(), f"evaluation.tasks[{i}]")
+    seen = set()
+    for i, variant in enumerate(recipe.variants):
+        if variant.name in seen or variant.name == "dense":
+            raise ConfigError(f"Variant name '{variant.name}' at 'variants[{i}]' is reserved or used twice.")
+        seen.add(variant.name)

@@ -1,0 +1,60 @@
+"""Stage kinds of a recipe variant and how each one's options are validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError, unknown_name
+from ..registry import Registry
+from .convert import from_dict
+from .schema import Stage
+
+STAGES = Registry("stage")
+
+
+@dataclass
+class SaveOptions:
+    """Save the model of this variant as a Hugging Face folder inside the run's output folder."""
+
+    safe_serialization: bool = True
+
+
+@dataclass
+class PruneOptions:
+    """A pruning method and its validated options."""
+
+    method: str
+    config: Any
+
+    def to_dict(self) -> dict:
+        from .convert import to_dict
+
+        return {"method": self.method, **to_dict(self.config)}
+
+
+def _parse_prune(data: Any, where: str) -> PruneOptions:
+    from ..methods import METHODS
+
+    if not isinstance(data, dict) or "method" not in data:
+        raise ConfigError(f"'{where}' needs a 'method'. Valid methods: {', '.join(METHODS.names())}.")
+    options = dict(data)
+    method = options.pop("method")
+    entry = METHODS.get(str(method), f"{where}.method")
+    return PruneOptions(entry.name, from_dict(entry.config, options, where))
+
+
+STAGES.register("prune", _parse_prune, summary="prune the model with a registered method")
+STAGES.register("save", lambda data, where: from_dict(SaveOptions, data, where),
+                summary="save the model as a Hugging Face folder (weights, plan, resolved recipe)")
+
+
+def parse_stage(data: Any, where: str) -> Stage:
+    if not isinstance(data, dict) or len(data) != 1:
+        raise ConfigError(
+            f"'{where}' must be a mapping with exactly one stage kind ({', '.join(STAGES.names())}), got {data!r}"
+        )
+    ((kind, options),) = data.items()
+    if kind not in STAGES:
+        raise unknown_name("stage", kind, STAGES.names(), where)
+    return Stage(kind, STAGES.load(kind)(options, f"{where}.{kind}"))

@@ -1,0 +1,47 @@
+"""Tiny random models of each supported family, for fast tests (no downloads, seconds to build)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def tiny_model(family: str = "llama", *, seed: int = 0, layers: int = 2, vocab: int = 128, **overrides: Any):
+    """A small random HF model of `family` (llama, qwen2, mistral, gpt2, bert) in eval mode."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=vocab)
+    if family in ("llama", "qwen2", "mistral"):
+        config_cls = {"llama": tf.LlamaConfig, "qwen2": tf.Qwen2Config, "mistral": tf.MistralConfig}[family]
+        options = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
+                       num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)
+        config = config_cls(**{**options, **common, **overrides})
+        model = tf.AutoModelForCausalLM.from_config(config)
+    elif family == "gpt2":
+        config = tf.GPT2Config(n_embd=64, n_layer=layers, n_head=4, n_positions=512, **common, **overrides)
+        model = tf.GPT2LMHeadModel(config)
+    elif family == "bert":
+        config = tf.BertConfig(hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
+                               intermediate_size=128, max_position_embeddings=512, **common, **overrides)
+        model = tf.BertModel(config)
+    else:
+        raise ValueError(f"Unknown family '{family}'. Valid choices: llama, qwen2, mistral, gpt2, bert")
+    return model.eval()
+
+
+def tiny_loaded(family: str = "llama", **kwargs: Any):
+    """A tiny random model wrapped as prunekit.models.LoadedModel (no tokenizer)."""
+    from .models import load
+
+    return load(tiny_model(family, **kwargs))
+
+
+class CharTokenizer:
+    """A byte-level stand-in tokenizer for tests: one id per UTF-8 byte modulo the vocabulary."""
+
+    def __init__(self, vocab: int = 128):
+        self.vocab = vocab
+
+    def __call__(self, text: str, add_special_tokens: bool = False, return_attention_mask: bool = False, **_: Any):
+        return {"input_ids": [b % self.vocab for b in text.encode("utf-8")]}

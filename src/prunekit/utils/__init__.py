@@ -1,0 +1,1 @@
+"""Small shared helpers: paths, atomic writes, progress, hook handles."""

@@ -1,0 +1,78 @@
+import math
+
+import torch
+
+from prunekit.evaluate.efficiency import PeakMemory, count_parameters, interleaved_medians, macs_per_token
+from prunekit.evaluate.perplexity import perplexity_of_windows
+from prunekit.models import load
+from prunekit.testing import tiny_model
+
+
+class UniformLM(torch.nn.Module):
+    """Predicts a uniform distribution: its perplexity is exactly the vocabulary size."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab = vocab
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, use_cache=False):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+
+        class Out:
+            pass
+
+        out = Out()
+        out.logits = logits
+        return out
+
+
+def test_perplexity_of_uniform_model_is_vocab_size():
+    ids = torch.randint(0, 50, (3, 17))
+    assert math.isclose(perplexity_of_windows(UniformLM(50), ids, batch_size=2), 50.0, rel_tol=1e-5)
+
+
+def test_perplexity_matches_manual_cross_entropy():
+    model = tiny_model("llama", vocab=64)
+    ids = torch.randint(0, 64, (4, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(ids).logits
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 64), ids[:, 1:].reshape(-1))
+    assert math.isclose(perplexity_of_windows(model, ids, batch_size=3), nll.exp().item(), rel_tol=1e-5)
+
+
+def test_parameter_counts_see_zeros_and_tied_weights():
+    model = tiny_model("llama", vocab=64, tie_word_embeddings=True)
+    total = sum(p.numel() for p in model.parameters())  # parameters() yields tied weights once
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.zero_()
+    counts = count_parameters(model)
+    assert counts["total"] == total
+    assert counts["nonzero"] == total - model.model.layers[0].mlp.down_proj.weight.numel()
+    body = count_parameters(model, exclude_embeddings=True)
+    assert body["total"] == total - 64 * 64
+
+
+def test_macs_per_token_matches_hand_count():
+    loaded = load(tiny_model("llama", vocab=64, layers=2))
+    # per block: q 64x64, k 64x32, v 64x32, o 64x64, gate/up 64x128, down 128x64; head 64x64
+    linear = 2 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 128 * 3) + 64 * 64
+    attention = 2 * 2 * 4 * 16 * (10 + 1) / 2  # layers * (QK + AV) * heads * head_dim * mean keys
+    macs = macs_per_token(loaded.model, loaded.adapter, seq_len=10)
+    assert macs["dense"] == linear + attention
+    assert macs["nonzero"] == macs["dense"]
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory() as mem:
+        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MB
+        block += 1
+        del block
+    assert mem.peak - mem.start > 50 * 1024 * 1024
+
+
+def test_interleaved_medians_orders_work():
+    import time
+
+    medians = interleaved_medians({"short": lambda: time.sleep(0.001), "long": lambda: time.sleep(0.02)}, repeats=3)
+    assert medians["long"] > medians["short"]

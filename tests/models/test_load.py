@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from prunekit.errors import ConfigError, ModelLoadError
+from prunekit.models import load
+from prunekit.models.adapters import BertAdapter, GPT2Adapter, LlamaAdapter
+from prunekit.testing import tiny_model
+
+
+@pytest.mark.parametrize("family, adapter_cls, heads, kv_heads", [
+    ("llama", LlamaAdapter, 4, 2), ("qwen2", LlamaAdapter, 4, 2), ("mistral", LlamaAdapter, 4, 2),
+    ("gpt2", GPT2Adapter, 4, 4), ("bert", BertAdapter, 4, 4),
+])
+def test_adapter_found_from_config(family, adapter_cls, heads, kv_heads):
+    loaded = load(tiny_model(family, layers=3))
+    adapter = loaded.adapter
+    assert type(adapter) is adapter_cls
+    assert adapter.num_layers == 3
+    assert (adapter.num_heads, adapter.num_kv_heads, adapter.head_dim) == (heads, kv_heads, 16)
+    block = adapter.blocks()[1]
+    assert adapter.attention(block) is not None and adapter.mlp(block) is not None
+
+
+def test_unknown_architecture_names_supported_types():
+    class Plain(torch.nn.Module):
+        pass
+
+    with pytest.raises(ConfigError, match="Supported model types: bert, gpt2, llama"):
+        load(Plain())
+
+
+def test_local_folder_round_trip_gives_identical_logits(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    loaded = load(str(tiny_llama_dir))
+    reference = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    ids = torch.arange(20).unsqueeze(0)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids).logits, reference(ids).logits, rtol=0, atol=0)
+    assert loaded.tokenizer is not None
+    assert loaded.fingerprint.startswith("dir:")
+
+
+def test_bad_model_specs_fail_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="Unknown model 'smollm2'.*smollm2-135m"):
+        load("smollm2")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load(str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelLoadError, match="not a Hugging Face model folder"):
+        load(str(tmp_path))
+
+
+def test_corrupt_gguf_fails_and_leaves_no_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(ModelLoadError, match="Could not read GGUF file"):
+        load(str(bad))
+    leftovers = list((tmp_path / "cache" / "models").iterdir())
+    assert leftovers == []
+
+
+def test_hub_name_offline_fails_with_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="Could not load 'nobody/no-such-model' from the Hugging Face hub"):
+        load("nobody/no-such-model")
+
+
+@pytest.mark.slow
+def test_smollm2_loads_from_cache_quickly_and_answers(smollm):
+    import time
+
+    start = time.perf_counter()
+    again = load("smollm2-135m")
+    assert time.perf_counter() - start < 10
+    assert again.fingerprint == smollm.fingerprint
+    assert again.model.config.num_hidden_layers == 30
+    ids = again.tokenizer("The capital of France is", return_tensors="pt").input_ids
+    out = again.model.generate(ids, max_new_tokens=2, do_sample=False)
+    assert "Paris" in again.tokenizer.decode(out[0, ids.shape[1]:])

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from .prune.config import WeightPruneConfig
+from .prune.config import SparseGPTConfig, WeightPruneConfig
 from .registry import Registry
 
 METHODS = Registry("method")
-METHODS.register("magnitude", "prunekit.prune.oneshot:prune_weights", config=WeightPruneConfig, kind="weights",
-                 summary="|W|: remove the smallest weights (Han et al. 2015)")
+_ONESHOT = "prunekit.prune.oneshot:prune_weights"
+METHODS.register("magnitude", _ONESHOT, config=WeightPruneConfig, kind="weights",
+                 summary="|W|: remove the smallest weights of each layer (Han et al. 2015)")
+METHODS.register("random", _ONESHOT, config=WeightPruneConfig, kind="weights",
+                 summary="random weights (baseline)")
+METHODS.register("wanda", _ONESHOT, config=WeightPruneConfig, kind="weights",
+                 summary="|W| x input norm, per output row (Sun et al. 2023)")
+METHODS.register("sparsegpt", _ONESHOT, config=SparseGPTConfig, kind="weights",
+                 summary="OBS with lazy block updates, unstructured or N:M (Frantar & Alistarh 2023)")

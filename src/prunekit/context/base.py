@@ -94,12 +94,12 @@ class TokenCounter:
     def __call__(self, text: str) -> int:
         if not text:
             return 0
-        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids)
 
     def token_ends(self, text: str) -> list[int] | None:
         """End character offset of every token, or None if the tokenizer gives no offsets."""
         try:
-            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         except (NotImplementedError, ValueError, TypeError):
             return None
         offsets = enc.get("offset_mapping")

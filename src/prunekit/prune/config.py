@@ -15,7 +15,10 @@ class WeightPruneConfig:
     """Unstructured or N:M pruning of every Linear-like layer matched by `include` and not `exclude`.
 
     sparsity: fraction of weights removed, in [0, 1). pattern: "unstructured" or "N:M" (e.g. "2:4",
-    N non-zeros kept in every M consecutive inputs). allocation: how the total is spread over layers.
+    N non-zeros kept in every M consecutive inputs). allocation: how the total is spread over layers
+    (uniform, global threshold, OWL, RD). owl_threshold / owl_lambda: OWL's M and lambda.
+    batch_size: calibration windows per forward pass in allocation passes (the pruning pass itself
+    sends all windows through a block at once).
     """
 
     sparsity: float = 0.5
@@ -25,6 +28,7 @@ class WeightPruneConfig:
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     owl_threshold: float = 5.0
     owl_lambda: float = 0.08
+    batch_size: int = 8
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:

@@ -57,6 +57,10 @@ class ModelAdapter(ABC):
     def head(self) -> nn.Module | None:
         return getattr(self.model, "lm_head", None)
 
+    def final_norm(self) -> nn.Module | None:
+        """The norm between the last block and the head (None when there is none)."""
+        return None
+
     @abstractmethod
     def attention(self, block: nn.Module) -> nn.Module:
         ...

@@ -18,6 +18,9 @@ class GPT2Adapter(ModelAdapter):
     def embeddings(self) -> list[nn.Module]:
         return [self.model.transformer.wte, self.model.transformer.wpe]
 
+    def final_norm(self) -> nn.Module:
+        return self.model.transformer.ln_f
+
     def attention(self, block: nn.Module) -> nn.Module:
         return block.attn
 

@@ -18,6 +18,9 @@ class LlamaAdapter(ModelAdapter):
     def embeddings(self) -> list[nn.Module]:
         return [self.model.model.embed_tokens]
 
+    def final_norm(self) -> nn.Module:
+        return self.model.model.norm
+
     def attention(self, block: nn.Module) -> nn.Module:
         return block.self_attn
 

@@ -1,0 +1,230 @@
+"""One-shot weight pruning of every selected Linear-like layer: magnitude, random, Wanda, SparseGPT.
+
+Data-free criteria (magnitude, random) prune each layer directly. Wanda and SparseGPT run block by
+block (prunekit.calib.sequential): a block's layers are pruned group by group in execution order
+(q/k/v, then o, then gate/up, then down), each group calibrated on the inputs it receives after the
+earlier groups were pruned, and the pruned block's outputs feed the next block. Allocation (uniform,
+global, OWL, RD) first fixes a ratio per layer; N:M patterns fix N of every M weights per row group.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ..allocate.global_threshold import global_threshold_masks, ratios_from_masks
+from ..calib.collectors import HessianCollector, InputNormCollector
+from ..calib.sequential import sequential_blocks
+from ..evaluate.efficiency import PeakMemory
+from ..importance.magnitude import magnitude_scores
+from ..importance.random import random_scores
+from ..importance.wanda import wanda_scores
+from ..utils.hooks import HookSet
+from ..utils.progress import track
+from .config import WeightPruneConfig
+from .layers import PrunableLayer, select_layers
+from .patterns import NM, nm_keep_mask, unstructured_keep_mask
+from .sparsegpt import sparsegpt_prune
+
+MAX_LAYER_SPARSITY = 0.99  # a global threshold may empty a layer; keep 1% so the layer still carries signal
+STATISTIC = {"magnitude": None, "random": None, "wanda": "norms", "sparsegpt": "hessian"}
+
+
+def prune_weights(loaded: Any, config: WeightPruneConfig, ctx: Any, *, method: str) -> dict:
+    """Prune `loaded.model` in place; return per-layer requested/actual sparsity and timings."""
+    if method not in STATISTIC:
+        raise ValueError(f"Unknown weight pruning method '{method}'. Valid choices: {', '.join(STATISTIC)}")
+    model = loaded.model
+    layers, skipped = select_layers(model, config.include, config.exclude)
+    nm = NM(*config.nm) if config.nm else None
+    needs_data = STATISTIC[method] is not None or config.allocation in ("owl", "rd")
+    batches = ctx.calibration(loaded.tokenizer) if needs_data else None
+    start = time.perf_counter()
+    unseen: list[str] = []
+    with PeakMemory() as memory, torch.no_grad():
+        ratios = allocate(loaded, layers, config, method, batches)
+        if STATISTIC[method] is None:
+            generator = torch.Generator().manual_seed(ctx.recipe.calibration.seed)
+            for layer in track(layers, f"{method}", total=len(layers)):
+                prune_layer(layer, method, ratios[layer.name], nm, None, config, generator)
+        else:
+            unseen = prune_sequentially(loaded, layers, ratios, nm, config, method, batches)
+    seconds = time.perf_counter() - start
+    report = {}
+    for layer in layers:
+        weight = layer.weight_view()
+        actual = 1.0 - torch.count_nonzero(weight).item() / weight.numel()
+        report[layer.name] = {"requested": nm_sparsity(nm, ratios[layer.name]), "actual": actual,
+                              "params": weight.numel()}
+    total = sum(v["params"] for v in report.values())
+    return {
+        "layers": report, "skipped": skipped, "no_calibration_input": unseen,
+        "prune_seconds": seconds, "peak_rss_bytes": memory.peak,
+        "requested_sparsity": sum(v["requested"] * v["params"] for v in report.values()) / total,
+        "actual_sparsity": sum(v["actual"] * v["params"] for v in report.values()) / total,
+    }
+
+
+def nm_sparsity(nm: NM | None, ratio: float) -> float:
+    return 1 - nm.n / nm.m if nm else ratio
+
+
+def prune_layer(layer: PrunableLayer, method: str, ratio: float, nm: NM | None, stat: torch.Tensor | None,
+                config: WeightPruneConfig, generator: torch.Generator | None = None) -> None:
+    """Prune one layer to `ratio` (or N:M) with `method`, given its input statistic."""
+    weight = layer.weight_view().float()  # (out, in)
+    if method == "sparsegpt":
+        new, _ = sparsegpt_prune(weight, stat, ratio, nm=nm, block_size=config.block_size, damp=config.damp)
+        layer.set_weight(new.to(layer.module.weight.dtype))
+        return
+    if method == "wanda":
+        scores = wanda_scores(weight, stat)
+    elif method == "random":
+        scores = random_scores(weight, generator)
+    else:
+        scores = magnitude_scores(weight)
+    keep = nm_keep_mask(scores, nm) if nm else unstructured_keep_mask(scores, ratio, per_row=method == "wanda")
+    layer.set_weight((weight * keep).to(layer.module.weight.dtype))
+
+
+def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[str, float], nm: NM | None,
+                       config: WeightPruneConfig, method: str, batches: torch.Tensor) -> list[str]:
+    """Block-by-block calibrated pruning in one forward pass per block; returns layers that saw no input.
+
+    All calibration windows go through a block as one batch. A forward pre-hook on each layer collects
+    the statistic of the input the layer is about to receive and prunes the layer before it runs, so
+    each layer is calibrated on the outputs of the already pruned layers before it (true sequential
+    order: q/k/v, o, gate/up, down), and the pass itself yields the pruned block's outputs for the next
+    block. Layers sharing one input (q/k/v, gate/up) share one statistic. Layers outside the blocks are
+    calibrated with a final full forward pass.
+    """
+    adapter = loaded.adapter
+    blocks = adapter.blocks()
+    by_block: list[dict[str, PrunableLayer]] = [{} for _ in blocks]
+    outside: dict[str, PrunableLayer] = {}
+    for layer in layers:
+        index = _block_of(adapter, layer.name)
+        (by_block[index] if index is not None else outside)[layer.name] = layer
+    unseen: list[str] = []
+    runner = sequential_blocks(loaded.model, blocks, batches, batch_size=batches.shape[0])
+    for index, _block, _inputs, advance in track(runner, method, total=len(blocks)):
+        with HookSet() as hooks:
+            _install_pruning_hooks(hooks, by_block[index], ratios, nm, config, method)
+            advance()
+        unseen += _prune_unseen(by_block[index], ratios, nm, config)
+    if outside:
+        with HookSet() as hooks:
+            _install_pruning_hooks(hooks, outside, ratios, nm, config, method)
+            loaded.model(input_ids=batches, use_cache=False)
+        unseen += _prune_unseen(outside, ratios, nm, config)
+    return unseen
+
+
+def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], ratios: dict[str, float],
+                           nm: NM | None, config: WeightPruneConfig, method: str) -> None:
+    shared: dict[tuple, torch.Tensor] = {}  # statistic of the input tensor now flowing (q/k/v share one)
+
+    def pre_hook(name: str):
+        def hook(_module, args):
+            layer = layers[name]
+            if getattr(layer, "pruned", False):
+                return
+            x = args[0]
+            key = (x.data_ptr(), tuple(x.shape))
+            if key not in shared:
+                shared.clear()
+                collector = HessianCollector() if STATISTIC[method] == "hessian" else InputNormCollector()
+                collector.add_batch(x)
+                shared[key] = collector.result()
+            prune_layer(layer, method, ratios[name], nm, shared[key], config)
+            layer.pruned = True
+        return hook
+
+    for name, layer in layers.items():
+        layer.pruned = False
+        hooks.forward_pre(layer.module, pre_hook(name))
+
+
+def _prune_unseen(layers: dict[str, PrunableLayer], ratios: dict[str, float], nm: NM | None,
+                  config: WeightPruneConfig) -> list[str]:
+    """Layers that never ran during calibration fall back to magnitude pruning (and are reported)."""
+    unseen = [name for name, layer in layers.items() if not layer.pruned]
+    for name in unseen:
+        prune_layer(layers[name], "magnitude", ratios[name], nm, None, config)
+    return unseen
+
+
+def _block_of(adapter: Any, name: str) -> int | None:
+    prefixes = getattr(adapter, "_prefix_cache", None)
+    if prefixes is None:
+        prefixes = [adapter.block_prefix(i) + "." for i in range(adapter.num_layers)]
+        adapter._prefix_cache = prefixes
+    for index, prefix in enumerate(prefixes):
+        if name.startswith(prefix):
+            return index
+    return None
+
+
+def _collectors(layers: dict[str, PrunableLayer], method: str) -> dict[str, Any]:
+    kind = STATISTIC[method]
+    return {name: (HessianCollector() if kind == "hessian" else InputNormCollector()) for name in layers}
+
+
+def _attach(hooks: HookSet, layers: dict[str, PrunableLayer], collectors: dict[str, Any]) -> None:
+    for name, layer in layers.items():
+        hooks.forward(layer.module, lambda _m, args, _o, c=collectors[name]: c.add_batch(args[0]))
+
+
+def _results(collectors: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {name: c.result() for name, c in collectors.items() if c.n_tokens}
+
+
+def collect_full(model: torch.nn.Module, layers: dict[str, PrunableLayer], method: str, batches: torch.Tensor,
+                 batch_size: int = 1) -> dict:
+    """Input statistics of `layers` from full forward passes of the model."""
+    collectors = _collectors(layers, method)
+    with HookSet() as hooks:
+        _attach(hooks, layers, collectors)
+        for start in range(0, batches.shape[0], batch_size):
+            model(input_ids=batches[start : start + batch_size], use_cache=False)
+    return _results(collectors)
+
+
+def allocate(loaded: Any, layers: list[PrunableLayer], config: WeightPruneConfig, method: str,
+             batches: torch.Tensor | None) -> dict[str, float]:
+    """Per-layer sparsity: uniform, one global threshold, OWL (per block), or RD (dynamic programming)."""
+    names = [layer.name for layer in layers]
+    if config.allocation == "uniform" or config.sparsity == 0:
+        return dict.fromkeys(names, config.sparsity)
+    norms = None
+    if method in ("wanda", "sparsegpt") or config.allocation in ("owl", "rd"):
+        norms = collect_full(loaded.model, {layer.name: layer for layer in layers}, "wanda", batches,
+                             config.batch_size)
+    if config.allocation == "global":
+        scores = {layer.name: _score(layer, method, norms) for layer in layers}
+        ratios = ratios_from_masks(global_threshold_masks(scores, config.sparsity))
+        return {name: min(ratio, MAX_LAYER_SPARSITY) for name, ratio in ratios.items()}
+    if config.allocation == "owl":
+        from ..allocate.owl import outlier_ratio, owl_ratios_from_outliers
+
+        groups: dict[str, list[PrunableLayer]] = {}
+        for layer in layers:
+            index = _block_of(loaded.adapter, layer.name)
+            groups.setdefault(f"block{index}" if index is not None else layer.name, []).append(layer)
+        outliers = {key: outlier_ratio([wanda_scores(x.weight_view().float(), norms[x.name]) for x in group],
+                                       config.owl_threshold) for key, group in groups.items()}
+        params = {key: sum(x.weight_view().numel() for x in group) for key, group in groups.items()}
+        block_ratios = owl_ratios_from_outliers(outliers, params, config.sparsity, config.owl_lambda)
+        return {x.name: block_ratios[key] for key, group in groups.items() for x in group}
+    from .rd_curves import rd_allocation
+
+    return rd_allocation(loaded, layers, config, lambda layer: _score(layer, method, norms), batches)
+
+
+def _score(layer: PrunableLayer, method: str, norms: dict | None) -> torch.Tensor:
+    weight = layer.weight_view().float()
+    if norms is not None and layer.name in norms and method != "magnitude":
+        return wanda_scores(weight, norms[layer.name])
+    return magnitude_scores(weight)

@@ -1,0 +1,61 @@
+"""Rate-distortion allocation glue (Xu et al., ICCV 2023): measure each layer's distortion curve.
+
+D_l(a) = mean squared difference of the model's output logits from the dense logits when only layer l
+is pruned to amount a (with the method's own score), on a few calibration windows. The forward pass
+starts at the layer's block from cached dense block inputs, so a curve costs a fraction of a full
+pass. The curves then go to the dynamic program in prunekit.allocate.rd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..allocate.rd import rd_ratios
+from ..calib.sequential import capture_first_block_inputs, run_block
+from ..utils.progress import track
+from .patterns import unstructured_keep_mask
+
+AMOUNTS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+
+
+@torch.no_grad()
+def rd_allocation(loaded: Any, layers: list, config: Any, score: Callable, batches: torch.Tensor,
+                  samples: int = 4, seq_len: int = 128) -> dict[str, float]:
+    adapter = loaded.adapter
+    blocks = adapter.blocks()
+    ids = batches[:samples, :seq_len]
+    inputs = capture_first_block_inputs(loaded.model, blocks, ids, batch_size=samples)
+    block_inputs = []  # dense hidden states entering each block
+    for block in blocks:
+        block_inputs.append(inputs.hidden(0))
+        inputs.with_hidden(0, run_block(block, inputs)[0])
+    head, norm = adapter.head(), adapter.final_norm()
+
+    def logits_from(index: int) -> torch.Tensor:
+        inputs.with_hidden(0, block_inputs[index])
+        for block in blocks[index:]:
+            inputs.with_hidden(0, run_block(block, inputs)[0])
+        hidden = inputs.hidden(0)
+        return head(norm(hidden) if norm is not None else hidden)
+
+    dense = logits_from(0)
+    prefixes = [adapter.block_prefix(i) + "." for i in range(len(blocks))]
+    curves, counts = {}, {}
+    for layer in track(layers, "rd curves", total=len(layers)):
+        index = next(i for i, p in enumerate(prefixes) if layer.name.startswith(p))
+        original = layer.weight_view().clone()
+        scores = score(layer)
+        values = []
+        for amount in AMOUNTS:
+            if amount == 0:
+                values.append(0.0)
+                continue
+            layer.set_weight(original * unstructured_keep_mask(scores, amount))
+            values.append((logits_from(index) - dense).pow(2).mean().item())
+        layer.set_weight(original)
+        curves[layer.name] = torch.tensor(values)
+        counts[layer.name] = original.numel()
+    return rd_ratios(curves, torch.tensor(AMOUNTS), counts, config.sparsity)

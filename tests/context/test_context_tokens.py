@@ -1,0 +1,79 @@
+"""Self-information token pruner: exact token rate, spans, sliding windows, threshold mode."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from prunekit.context import Budget, TokenPruner, TokenPrunerConfig
+from prunekit.context.lm import token_logprobs
+from prunekit.context.tokens import join_pieces, keep_top, token_spans
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.7, 0.9])
+def test_rate_is_exact_in_lm_tokens(token_pruner, passage, rate):
+    result = token_pruner.prune("", passage, Budget(rate=rate))
+    assert result.original_tokens == token_pruner.counter(passage) > 200
+    assert result.kept_tokens == round(rate * result.original_tokens)
+    assert abs(result.ratio - rate) <= 0.02
+    assert abs(token_pruner.counter(result.text) / result.original_tokens - rate) <= 0.02  # re-encoded
+
+
+def test_token_budget_is_exact(token_pruner, passage):
+    assert token_pruner.prune("ignored", passage, Budget(tokens=77)).kept_tokens == 77
+
+
+def test_output_is_the_kept_spans(token_pruner, passage):
+    result = token_pruner.prune("", passage, Budget(rate=0.4))
+    assert result.text == join_pieces(passage, result.kept_spans)
+    assert "".join(result.text.split()) == "".join("".join(passage[s:e].split()) for s, e in result.kept_spans)
+    assert all(0 <= s < e <= len(passage) for s, e in result.kept_spans)
+    assert result.kept_spans == sorted(result.kept_spans)
+
+
+def test_most_informative_tokens_are_kept(token_pruner, passage):
+    ids, _, info = token_pruner.self_information(passage)
+    result = token_pruner.prune("", passage, Budget(rate=0.5))
+    kept = set(keep_top(info, result.kept_tokens))
+    dropped_max = max(float(info[i]) for i in range(len(ids)) if i not in kept)
+    kept_min = min(float(info[i]) for i in kept)
+    assert kept_min >= dropped_max
+    assert math.isinf(float(info[0])) is False  # the MiniLM tokenizer has CLS as anchor
+
+
+def test_threshold_mode(token_pruner, passage):
+    _, _, info = token_pruner.self_information(passage)
+    tau = float(info.median())
+    result = token_pruner.prune("", passage, Budget(threshold=tau))
+    assert result.kept_tokens == int((info >= tau).sum())
+    assert token_pruner.prune("", passage, Budget(threshold=1e9)).kept_tokens == 1
+
+
+def test_sliding_windows_cover_every_token(tiny_lm, passage):
+    model, tok = tiny_lm
+    ids = tok(passage, add_special_tokens=False).input_ids
+    full = token_logprobs(model, tok, ids, window=1024)
+    windowed = token_logprobs(model, tok, ids, window=64, stride=16)
+    assert not torch.isnan(windowed).any() and windowed.shape == full.shape
+    assert torch.allclose(full[:63], windowed[:63], atol=1e-4)  # the first window (anchor + 63) matches
+    pruner = TokenPruner(model, tok, TokenPrunerConfig(window=64, stride=16))
+    assert pruner.prune("", passage, Budget(rate=0.25)).kept_tokens == round(0.25 * len(ids))
+
+
+def test_span_helpers():
+    text = "Hello big world, again"
+    offsets = [(0, 5), (6, 9), (10, 15), (15, 16), (17, 22)]
+    spans = token_spans(text, offsets, [0, 2, 3])
+    assert spans == [(0, 5), (9, 16)]
+    assert join_pieces(text, spans) == "Hello world,"
+    assert join_pieces("abcd", [(0, 1), (2, 3)]) == "a c"  # word characters never fuse
+    assert keep_top(torch.tensor([1.0, 3.0, 3.0, 0.5]), 2) == [1, 2]
+
+
+def test_config_validation(tiny_lm):
+    with pytest.raises(ValueError, match="stride=8"):
+        TokenPrunerConfig(window=8, stride=8)
+    with pytest.raises(ValueError, match="tokenizer"):
+        TokenPruner(tiny_lm[0], None)

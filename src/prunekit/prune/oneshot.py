@@ -86,7 +86,7 @@ def prune_layer(layer: PrunableLayer, method: str, ratio: float, nm: NM | None, 
     else:
         scores = magnitude_scores(weight)
     keep = nm_keep_mask(scores, nm) if nm else unstructured_keep_mask(scores, ratio, per_row=method == "wanda")
-    layer.set_weight((weight * keep).to(layer.module.weight.dtype))
+    layer.module.weight.data.mul_(keep.t() if layer.transposed else keep)
 
 
 def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[str, float], nm: NM | None,
@@ -124,7 +124,9 @@ def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[st
 
 def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], ratios: dict[str, float],
                            nm: NM | None, config: WeightPruneConfig, method: str) -> None:
-    shared: dict[tuple, torch.Tensor] = {}  # statistic of the input tensor now flowing (q/k/v share one)
+    # The statistic of the input tensor now flowing; q/k/v (and gate/up) receive the same tensor object.
+    # Holding the tensor keeps its memory from being reused by a later input of the same shape.
+    shared: dict[str, Any] = {"input": None, "stat": None}
 
     def pre_hook(name: str):
         def hook(_module, args):
@@ -132,13 +134,11 @@ def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], rat
             if getattr(layer, "pruned", False):
                 return
             x = args[0]
-            key = (x.data_ptr(), tuple(x.shape))
-            if key not in shared:
-                shared.clear()
+            if shared["input"] is not x:
                 collector = HessianCollector() if STATISTIC[method] == "hessian" else InputNormCollector()
                 collector.add_batch(x)
-                shared[key] = collector.result()
-            prune_layer(layer, method, ratios[name], nm, shared[key], config)
+                shared["input"], shared["stat"] = x, collector.result()
+            prune_layer(layer, method, ratios[name], nm, shared["stat"], config)
             layer.pruned = True
         return hook
 

@@ -84,11 +84,17 @@ def keep_mask_by_count(scores: Tensor, n_prune: int, *, per_row: bool = False) -
         raise ValueError(
             f"n_prune must be in [0, {n}] for scores of shape {tuple(scores.shape)}, got {n_prune}"
         )
-    mask = torch.zeros(flat.shape, dtype=torch.bool, device=scores.device)
-    if n_prune < n:
-        order = torch.sort(flat, dim=-1, descending=True, stable=True).indices  # (rows, n)
-        mask.scatter_(-1, order[:, : n - n_prune], True)
-    return mask.reshape(scores.shape)
+    if n_prune == 0:
+        return torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
+    # Threshold at the n_prune-th smallest score (O(n), faster than a sort), then among scores equal to
+    # the threshold prune the highest indices first, so ties keep the lower index.
+    threshold = torch.kthvalue(flat, n_prune, dim=-1, keepdim=True).values  # (rows, 1)
+    below = flat < threshold
+    ties = flat == threshold
+    to_prune = n_prune - below.sum(-1, keepdim=True)  # ties still to remove, >= 1
+    ties_from_end = ties.flip(-1).cumsum(-1).flip(-1)  # ties at or after each position
+    pruned = below | (ties & (ties_from_end <= to_prune))
+    return (~pruned).reshape(scores.shape)
 
 
 def unstructured_keep_mask(scores: Tensor, sparsity: float, *, per_row: bool = False) -> Tensor:

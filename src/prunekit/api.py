@@ -1,4 +1,4 @@
-"""Public Python entry points: run(), evaluate(), prune(). The CLI is a thin shell over these."""
+"""Public Python entry points: run(), evaluate(), prune(), compress_context(). The CLI is a thin shell over these."""
 
 from __future__ import annotations
 
@@ -49,3 +49,18 @@ def prune(model: Any, method: str, *, calibration: dict | None = None, **options
     recipe = parse_recipe({"model": loaded.source or "smollm2-135m", "calibration": calibration or {}})
     details = METHODS.load(method)(loaded, config, RunContext(recipe, Path(".")), method=method)
     return loaded, details
+
+
+def compress_context(query: str, text: str | bytes, *, method: str = "sentences", tokens: int | None = None,
+                     rate: float | None = None, threshold: float | None = None, pruner: Any = None):
+    """Prune `text` for `query` with a context pruner (sentences, code, tokens); returns a `Pruned`.
+
+    Give exactly one of `tokens` (keep at most N tokens), `rate` (kept fraction) or `threshold`
+    (adaptive, sentences only). Pass a constructed `pruner` to reuse its loaded models across calls.
+    """
+    from .context import Budget, get_pruner
+
+    budget = Budget(tokens=tokens, rate=rate, threshold=threshold)
+    if pruner is None:
+        pruner = get_pruner(method)()
+    return pruner.prune(query, text, budget)

@@ -92,6 +92,35 @@ def eval_(
     _finish(run_recipe(recipe, output=output, overwrite=overwrite))
 
 
+@app.command("context")
+def context(
+    file: Annotated[Path, typer.Argument(help="Text or code file to prune ('-' reads standard input).")],
+    query: Annotated[str, typer.Option("--query", "-Q", help="The question the kept context must answer.")],
+    budget: Annotated[int | None, typer.Option(help="Keep at most this many tokens.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Keep this fraction of the tokens, in (0, 1].")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        help="Adaptive: keep sentences scoring at least this (method sentences).")] = None,
+    method: Annotated[str, typer.Option(help="sentences (Provence-style), code (LongCodeZip) or tokens "
+                                        "(self-information baseline).")] = "sentences",
+) -> None:
+    """Prune a context for a query and print the kept text, then the ratio on standard error."""
+    from .api import compress_context
+    from .context import get_pruner
+
+    get_pruner(method)  # fail on a bad name before reading anything
+    if [budget, rate, threshold].count(None) != 2:
+        raise PrunekitError("Give exactly one of --budget N, --rate R or --threshold T.")
+    if str(file) == "-":
+        data = sys.stdin.buffer.read()
+    elif not file.is_file():
+        raise PrunekitError(f"File '{file}' does not exist.")
+    else:
+        data = file.read_bytes()
+    pruned = compress_context(query, data, method=method, tokens=budget, rate=rate, threshold=threshold)
+    typer.echo(pruned.text)
+    typer.echo(f"kept {pruned.kept_tokens} of {pruned.original_tokens} tokens (ratio {pruned.ratio:.3f})", err=True)
+
+
 @app.command("list")
 def list_(
     kind: Annotated[str | None, typer.Argument(

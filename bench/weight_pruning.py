@@ -96,7 +96,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     out = HERE / "results" / f"weight_pruning-{args.suite}-{args.samples}x{args.seq_len}.json"
     out.write_text(json.dumps({"date": str(date.today()), "suite": args.suite, "rows": rows}, indent=1))
-    print("\n| impl | method | options | PPL | prune s | actual sparsity | peak RSS GB |\n|---|---|---|---|---|---|---|")
+    print("\n| impl | method | options | PPL | prune s | actual sparsity | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['impl']} | {r['method']} | {json.dumps(r['options'])} | {r.get('perplexity', float('nan')):.2f} | "
               f"{r.get('prune_seconds', 0):.1f} | {r.get('actual_sparsity', 0):.4f} | {r.get('peak_rss_gb', 0):.2f} |")

@@ -59,6 +59,7 @@ def run_recipe(recipe: Recipe, *, output: str | None = None, overwrite: bool = F
         t0 = time.perf_counter()
         dense = load(recipe.model)
         load_seconds = time.perf_counter() - t0
+        log(f"loaded {recipe.model} in {load_seconds:.1f} s")
         ctx = RunContext(recipe, tmp)
         rows = [{"variant": "dense", "metrics": evaluate_loaded(dense, recipe.evaluation, dense=True), "stages": []}]
         for variant in recipe.variants:

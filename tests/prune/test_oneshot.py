@@ -138,3 +138,13 @@ def test_wanda_and_sparsegpt_beat_magnitude_on_smollm2(smollm):
         result[method] = perplexity(loaded.model, loaded.tokenizer, protocol)
     assert result["wanda"] < result["magnitude"] / 3, result
     assert result["sparsegpt"] < result["magnitude"] / 3, result
+
+
+def test_chunked_calibration_prunes_to_the_same_sparsity(corpus):
+    fused, fused_details = run("llama", "sparsegpt", corpus, sparsity=0.5)
+    chunked, chunked_details = run("llama", "sparsegpt", corpus, sparsity=0.5, max_batch_tokens=40)
+    assert fused_details["actual_sparsity"] == chunked_details["actual_sparsity"] == 0.5
+    # the first block sees identical inputs either way, and its first layers identical statistics
+    q_fused = fused.model.model.layers[0].self_attn.q_proj.weight
+    q_chunked = chunked.model.model.layers[0].self_attn.q_proj.weight
+    torch.testing.assert_close(q_fused, q_chunked, rtol=1e-4, atol=1e-5)

@@ -17,8 +17,10 @@ class WeightPruneConfig:
     sparsity: fraction of weights removed, in [0, 1). pattern: "unstructured" or "N:M" (e.g. "2:4",
     N non-zeros kept in every M consecutive inputs). allocation: how the total is spread over layers
     (uniform, global threshold, OWL, RD). owl_threshold / owl_lambda: OWL's M and lambda.
-    batch_size: calibration windows per forward pass in allocation passes (the pruning pass itself
-    sends all windows through a block at once).
+    batch_size: calibration windows per forward pass in allocation passes. max_batch_tokens: when the
+    calibration set has at most this many tokens, all windows go through a block at once and every
+    layer is calibrated on the outputs of the already pruned layers before it (one pass per block);
+    larger sets go in chunks, with each block's layers calibrated on the dense block (two passes).
     """
 
     sparsity: float = 0.5
@@ -29,6 +31,7 @@ class WeightPruneConfig:
     owl_threshold: float = 5.0
     owl_lambda: float = 0.08
     batch_size: int = 8
+    max_batch_tokens: int = 32768
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:

@@ -108,10 +108,16 @@ def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[st
         index = _block_of(adapter, layer.name)
         (by_block[index] if index is not None else outside)[layer.name] = layer
     unseen: list[str] = []
-    runner = sequential_blocks(loaded.model, blocks, batches, batch_size=batches.shape[0])
-    for index, _block, _inputs, advance in track(runner, method, total=len(blocks)):
-        with HookSet() as hooks:
-            _install_pruning_hooks(hooks, by_block[index], ratios, nm, config, method)
+    fused = batches.numel() <= config.max_batch_tokens
+    chunk = batches.shape[0] if fused else max(1, config.max_batch_tokens // batches.shape[1])
+    runner = sequential_blocks(loaded.model, blocks, batches, batch_size=chunk)
+    for index, block, inputs, advance in track(runner, method, total=len(blocks)):
+        if fused:
+            with HookSet() as hooks:
+                _install_pruning_hooks(hooks, by_block[index], ratios, nm, config, method)
+                advance()
+        else:
+            _prune_block_two_pass(block, inputs, by_block[index], ratios, nm, config, method)
             advance()
         unseen += _prune_unseen(by_block[index], ratios, nm, config)
     if outside:
@@ -145,6 +151,24 @@ def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], rat
     for name, layer in layers.items():
         layer.pruned = False
         hooks.forward_pre(layer.module, pre_hook(name))
+
+
+def _prune_block_two_pass(block: torch.nn.Module, inputs: Any, layers: dict[str, PrunableLayer],
+                          ratios: dict[str, float], nm: NM | None, config: WeightPruneConfig, method: str) -> None:
+    """For calibration sets too large for one batch: statistics of every layer from the dense block over
+    all chunks, then prune (the caller's next pass computes the pruned outputs)."""
+    collectors = {name: HessianCollector() if STATISTIC[method] == "hessian" else InputNormCollector()
+                  for name in layers}
+    with HookSet() as hooks:
+        for name, layer in layers.items():
+            layer.pruned = False
+            hooks.forward_pre(layer.module, lambda _m, args, c=collectors[name]: c.add_batch(args[0]))
+        for args, kwargs in zip(inputs.args, inputs.kwargs, strict=True):
+            block(*args, **kwargs)
+    for name, layer in layers.items():
+        if collectors[name].n_tokens:
+            prune_layer(layer, method, ratios[name], nm, collectors[name].result(), config)
+            layer.pruned = True
 
 
 def _prune_unseen(layers: dict[str, PrunableLayer], ratios: dict[str, float], nm: NM | None,

@@ -43,6 +43,10 @@ SUITES = {
         ("ours", "sparsegpt", {"sparsity": 0.5}),
         ("peer", "sparsegpt", {"sparsity": 0.5}),
     ],
+    "calib": [
+        ("ours", "wanda", {"sparsity": 0.5}),
+        ("ours", "sparsegpt", {"sparsity": 0.5}),
+    ],
     "quality": [
         ("ours", "sparsegpt", {"sparsity": 0.5, "damp": 0.001}),
         ("ours", "sparsegpt", {"sparsity": 0.5, "damp": 0.05}),

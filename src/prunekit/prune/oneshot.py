@@ -120,10 +120,12 @@ def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[st
             _prune_block_two_pass(block, inputs, by_block[index], ratios, nm, config, method)
             advance()
         unseen += _prune_unseen(by_block[index], ratios, nm, config)
-    if outside:
-        with HookSet() as hooks:
-            _install_pruning_hooks(hooks, outside, ratios, nm, config, method)
-            loaded.model(input_ids=batches, use_cache=False)
+    if outside:  # e.g. a BERT pooler or an included LM head: statistics from chunked full passes
+        stats = collect_full(loaded.model, outside, method, batches, config.batch_size)
+        for name, layer in outside.items():
+            layer.pruned = name in stats
+            if layer.pruned:
+                prune_layer(layer, method, ratios[name], nm, stats[name], config)
         unseen += _prune_unseen(outside, ratios, nm, config)
     return unseen
 
@@ -207,12 +209,23 @@ def _results(collectors: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def collect_full(model: torch.nn.Module, layers: dict[str, PrunableLayer], method: str, batches: torch.Tensor,
                  batch_size: int = 1) -> dict:
-    """Input statistics of `layers` from full forward passes of the model."""
+    """Input statistics of `layers` from full forward passes of the model.
+
+    When no selected layer is the output head, only the last position's logits are computed
+    (`logits_to_keep=1`): full (B, T, vocab) logits would dominate peak memory for nothing.
+    """
+    import inspect
+
     collectors = _collectors(layers, method)
+    head = getattr(model, "lm_head", None)
+    extra = {}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters and all(
+            layer.module is not head for layer in layers.values()):
+        extra["logits_to_keep"] = 1
     with HookSet() as hooks:
         _attach(hooks, layers, collectors)
         for start in range(0, batches.shape[0], batch_size):
-            model(input_ids=batches[start : start + batch_size], use_cache=False)
+            model(input_ids=batches[start : start + batch_size], use_cache=False, **extra)
     return _results(collectors)
 
 

@@ -43,6 +43,11 @@ SUITES = {
         ("ours", "sparsegpt", {"sparsity": 0.5}),
         ("peer", "sparsegpt", {"sparsity": 0.5}),
     ],
+    "allocation": [
+        ("ours", "magnitude", {"sparsity": 0.7, "allocation": "rd"}),
+        ("ours", "wanda", {"sparsity": 0.7, "allocation": "owl"}),
+        ("peer", "wanda", {"sparsity": 0.7, "allocation": "owl"}),
+    ],
     "calib": [
         ("ours", "wanda", {"sparsity": 0.5}),
         ("ours", "sparsegpt", {"sparsity": 0.5}),

@@ -45,6 +45,7 @@ SUITES = {
     ],
     "allocation": [
         ("ours", "magnitude", {"sparsity": 0.7, "allocation": "rd"}),
+        ("ours", "wanda", {"sparsity": 0.7, "allocation": "rd"}),
         ("ours", "wanda", {"sparsity": 0.7, "allocation": "owl"}),
         ("peer", "wanda", {"sparsity": 0.7, "allocation": "owl"}),
     ],

@@ -17,6 +17,7 @@ class WeightPruneConfig:
     sparsity: fraction of weights removed, in [0, 1). pattern: "unstructured" or "N:M" (e.g. "2:4",
     N non-zeros kept in every M consecutive inputs). allocation: how the total is spread over layers
     (uniform, global threshold, OWL, RD). owl_threshold / owl_lambda: OWL's M and lambda.
+    rd_samples / rd_seq_len: calibration windows (and their length) used to measure RD distortion curves.
     batch_size: calibration windows per forward pass in allocation passes. max_batch_tokens: when the
     calibration set has at most this many tokens, all windows go through a block at once and every
     layer is calibrated on the outputs of the already pruned layers before it (one pass per block);
@@ -30,6 +31,8 @@ class WeightPruneConfig:
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     owl_threshold: float = 5.0
     owl_lambda: float = 0.08
+    rd_samples: int = 2
+    rd_seq_len: int = 64
     batch_size: int = 8
     max_batch_tokens: int = 32768
 

@@ -24,8 +24,9 @@ AMOUNTS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 
 
 @torch.no_grad()
-def rd_allocation(loaded: Any, layers: list, config: Any, score: Callable, batches: torch.Tensor,
-                  samples: int = 4, seq_len: int = 128) -> dict[str, float]:
+def rd_allocation(loaded: Any, layers: list, config: Any, score: Callable, batches: torch.Tensor) -> dict[str, float]:
+    """Per-layer ratios from measured curves; cost: layers x amounts partial forwards of rd_samples x rd_seq_len."""
+    samples, seq_len = config.rd_samples, config.rd_seq_len
     adapter = loaded.adapter
     blocks = adapter.blocks()
     ids = batches[:samples, :seq_len]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .prune.config import SparseGPTConfig, WeightPruneConfig
+from .prune.structured import StructuredPruneConfig
 from .registry import Registry
 
 METHODS = Registry("method")
@@ -15,3 +16,11 @@ METHODS.register("wanda", _ONESHOT, config=WeightPruneConfig, kind="weights",
                  summary="|W| x input norm, per output row (Sun et al. 2023)")
 METHODS.register("sparsegpt", _ONESHOT, config=SparseGPTConfig, kind="weights",
                  summary="OBS with lazy block updates, unstructured or N:M (Frantar & Alistarh 2023)")
+
+_STRUCTURED = "prunekit.prune.structured:prune_structured"
+for _criterion, _summary in [
+    ("l1", "L1 norm of each coupled group"), ("l2", "L2 norm of each coupled group"),
+    ("taylor", "first-order Taylor |w * dL/dw| of each group (calibration backward)"), ("random", "random groups"),
+]:
+    METHODS.register(f"structured-{_criterion}", _STRUCTURED, config=StructuredPruneConfig, kind="structured",
+                     summary=f"remove channels / MLP neurons / heads by {_summary} (dependency graph)")

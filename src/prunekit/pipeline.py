@@ -94,7 +94,8 @@ def run_stage(stage: Any, loaded: Any, ctx: RunContext, variant: str) -> dict:
         details = METHODS.load(stage.options.method)(loaded, stage.options.config, ctx,
                                                      method=stage.options.method)
         ctx.extras.setdefault(("plan", variant), []).append(
-            {"stage": stage.to_dict(), "layers": details.get("layers", {})})
+            {"stage": stage.to_dict(), "layers": details.get("layers", {}), "plan": details.get("plan")})
+        details = {k: v for k, v in details.items() if k != "plan"}  # the plan goes to the saved folder
     elif stage.kind == "save":
         from .io import save_model
 

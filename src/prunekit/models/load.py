@@ -125,15 +125,27 @@ def _from_folder(folder: Path, *, name: str, fingerprint: str | None) -> LoadedM
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"'{folder}' is not a Hugging Face model folder (no config.json).")
     plan_file = folder / "prunekit_plan.json"
+    info = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
     try:
         config = AutoConfig.from_pretrained(folder)
-        model = _model_class(config).from_pretrained(folder, dtype=torch.float32)
+        model = _rebuilt_from_plan(_model_class(config), config, folder, info)
+        if model is None:
+            model = _model_class(config).from_pretrained(folder, dtype=torch.float32)
     except Exception as exc:
         raise ModelLoadError(f"Could not load the model in '{folder}': {type(exc).__name__}: {exc}") from exc
     model.eval()
     tokenizer = _tokenizer(folder, AutoTokenizer)
-    info = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
     return LoadedModel(model, tokenizer, adapter_for(model), name, fingerprint, str(folder), info)
+
+
+def _rebuilt_from_plan(model_class, config, folder: Path, info: Any):
+    """A model with the per-layer tensor shapes recorded by structured pruning (None when the config
+    already builds them, i.e. plain from_pretrained works)."""
+    if not info:
+        return None
+    from ..graph.reload import load_rebuilt
+
+    return load_rebuilt(model_class, config, folder, info)
 
 
 def _tokenizer(folder: Path, auto_tokenizer):

@@ -101,3 +101,19 @@ class ModelAdapter(ABC):
     def sync_config(self) -> None:
         """Update size fields of the config after shapes change (structured pruning)."""
         return None
+
+
+def set_uniform_widths(config, widths: dict[str, list[int]]) -> None:
+    """Set config.<field> for fields whose per-layer values are all equal; record all per-layer values in
+    `config.prunekit_layer_widths` when any field differs between layers (else remove that record)."""
+    uneven = False
+    for field_name, values in widths.items():
+        if len(set(values)) == 1:
+            setattr(config, field_name, values[0])
+        else:
+            uneven = True
+    if uneven:
+        config.prunekit_layer_widths = widths
+    elif hasattr(config, "prunekit_layer_widths"):
+        delattr(config, "prunekit_layer_widths")
+

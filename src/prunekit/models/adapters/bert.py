@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import ModelAdapter, register_adapter
+from .base import ModelAdapter, register_adapter, set_uniform_widths
 
 
 @register_adapter
@@ -33,5 +33,12 @@ class BertAdapter(ModelAdapter):
         return block.intermediate
 
     def sync_config(self) -> None:
-        self.config.intermediate_size = self.blocks()[0].intermediate.dense.out_features
-        self.config.num_hidden_layers = len(self.blocks())
+        """intermediate_size when uniform. BERT derives all_head_size from hidden_size, so pruned heads are
+        recorded in prunekit_layer_widths and reloaded with prunekit.models.load."""
+        blocks = self.blocks()
+        self.config.num_hidden_layers = len(blocks)
+        inner = [b.intermediate.dense.weight.shape[0] for b in blocks]
+        set_uniform_widths(self.config, {"intermediate_size": inner})
+        heads = [b.attention.self.query.weight.shape[0] // b.attention.self.attention_head_size for b in blocks]
+        if any(h != self.config.num_attention_heads for h in heads):
+            self.config.prunekit_layer_widths = {"intermediate_size": inner, "num_attention_heads": heads}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import ModelAdapter, register_adapter
+from .base import ModelAdapter, register_adapter, set_uniform_widths
 
 
 @register_adapter
@@ -36,4 +36,14 @@ class GPT2Adapter(ModelAdapter):
         return self.config.n_head
 
     def sync_config(self) -> None:
-        self.config.n_layer = len(self.blocks())
+        """n_inner when uniform. GPT-2 derives head_dim = n_embd / n_head and c_attn = 3 * n_embd, so the
+        config cannot express pruned heads or hidden size: those are recorded in prunekit_layer_widths
+        and reloaded with prunekit.models.load."""
+        blocks = self.blocks()
+        self.config.n_layer = len(blocks)
+        inner = [b.mlp.c_fc.weight.shape[1] for b in blocks]
+        set_uniform_widths(self.config, {"n_inner": inner})
+        heads = [b.attn.c_proj.weight.shape[0] // b.attn.head_dim for b in blocks]
+        hidden = self.embeddings()[0].weight.shape[1]
+        if any(h != self.config.n_head for h in heads) or hidden != self.config.n_embd:
+            self.config.prunekit_layer_widths = {"n_inner": inner, "n_head": heads, "n_embd": [hidden] * len(blocks)}

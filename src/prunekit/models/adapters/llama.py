@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import ModelAdapter, register_adapter
+from .base import ModelAdapter, register_adapter, set_uniform_widths
 
 
 @register_adapter
@@ -32,6 +32,17 @@ class LlamaAdapter(ModelAdapter):
         return getattr(self.config, "num_key_value_heads", None) or self.num_heads
 
     def sync_config(self) -> None:
-        block = self.blocks()[0]
-        self.config.intermediate_size = block.mlp.gate_proj.out_features
-        self.config.num_hidden_layers = len(self.blocks())
+        """Write sizes the config can express (the same in every layer); per-layer widths that differ go to
+        `config.prunekit_layer_widths` and the shared fields keep their old values (a plain
+        from_pretrained then fails loudly; prunekit.models.load rebuilds the shapes from the plan)."""
+        blocks = self.blocks()
+        self.config.num_hidden_layers = len(blocks)
+        self.config.hidden_size = self.embeddings()[0].weight.shape[1]
+        head_dim = self.attention(blocks[0]).head_dim
+        self.config.head_dim = head_dim  # explicit: hidden_size // num_heads no longer holds after pruning
+        widths = {
+            "intermediate_size": [b.mlp.gate_proj.weight.shape[0] for b in blocks],
+            "num_attention_heads": [self.attention(b).q_proj.weight.shape[0] // head_dim for b in blocks],
+            "num_key_value_heads": [self.attention(b).k_proj.weight.shape[0] // head_dim for b in blocks],
+        }
+        set_uniform_widths(self.config, widths)

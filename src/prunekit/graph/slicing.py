@@ -1,0 +1,106 @@
+"""Physical removal: slice every coupled tensor once, re-tie shared tensors, sync module attributes.
+
+Each tensor dimension is sliced exactly once even when several layers use it (a tied embedding and
+LM head), and every attribute that pointed at the old tensor gets the new one, so ties survive.
+Handlers that override `prune_out_channels` / `prune_in_channels` are called instead for their ports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from .handler import handler_for
+
+if TYPE_CHECKING:
+    from .graph import DependencyGraph
+
+
+def _kept_fraction(units: Tensor, removed: Tensor) -> float:
+    return 1.0 - float(removed[units].sum()) / max(units.numel(), 1)
+
+
+def estimate(graph: DependencyGraph, removed: Tensor) -> dict[str, int]:
+    """{"params", "macs"} of the model after removing the units flagged in `removed` (num_units+1,)."""
+    params_before = sum(p.numel() for p in graph.model.parameters())
+    fractions: dict[int, tuple[int, float]] = {}  # tensor id -> (numel, kept fraction)
+    for td in graph.tensor_dims:
+        if not td.is_param:
+            continue
+        numel, frac = fractions.get(id(td.tensor), (td.tensor.numel(), 1.0))
+        fractions[id(td.tensor)] = (numel, frac * _kept_fraction(td.units, removed))
+    params = params_before - sum(round(n * (1.0 - f)) for n, f in fractions.values())
+    port_frac = {key: _kept_fraction(units, removed) for key, units in graph.port_units.items()}
+    macs = 0.0
+    for term in graph.macs_terms:
+        scale = 1.0
+        for factor in term.factors:
+            scale *= port_frac.get(factor, 1.0)
+        macs += term.count * scale
+    return {"params": int(params), "macs": int(round(macs))}
+
+
+def apply_removal(graph: DependencyGraph, removed: Tensor, *, mode: str = "slice") -> None:
+    """Remove (mode="slice") or zero (mode="mask") the flagged units in `graph.model`."""
+    model = graph.model
+    drops: dict[int, dict[int, Tensor]] = {}
+    tensors: dict[int, Tensor] = {}
+    for td in graph.tensor_dims:
+        idx = removed[td.units].nonzero().squeeze(1)  # tensor indices to remove along td.dim
+        if idx.numel():
+            drops.setdefault(id(td.tensor), {})[td.dim] = idx
+            tensors[id(td.tensor)] = td.tensor
+    custom = []
+    for (module_name, port), units in graph.port_units.items():
+        module = model.get_submodule(module_name)
+        handler = handler_for(module)
+        idx = removed[units].nonzero().squeeze(1)
+        if handler is not None and handler.overrides_prune() and idx.numel():
+            custom.append((handler, module, module_name, port, idx.tolist()))
+    with torch.no_grad():
+        if mode == "mask":
+            for key, dims in drops.items():
+                tensor = tensors[key]
+                if isinstance(tensor, nn.Parameter):
+                    for dim, idx in dims.items():
+                        tensor.data.index_fill_(dim, idx, 0.0)
+            if custom:
+                names = ", ".join(c[2] for c in custom)
+                raise NotImplementedError(f"Masking is not available for layers with custom prune functions: {names}")
+            return
+        replacements = {key: _sliced(tensors[key], dims) for key, dims in drops.items()}
+        for module in model.modules():
+            for store in (module._parameters, module._buffers):
+                for attr, tensor in store.items():
+                    if tensor is not None and id(tensor) in replacements:
+                        store[attr] = replacements[id(tensor)]
+        for handler, module, name, port, idx in custom:
+            if port == "out":
+                handler.prune_out_channels(module, idx)
+            elif port == "in":
+                handler.prune_in_channels(module, idx)
+            else:
+                raise NotImplementedError(f"Custom handler of '{name}' cannot prune port '{port}'")
+    sync_modules(model)
+
+
+def _sliced(tensor: Tensor, dims: dict[int, Tensor]) -> Tensor:
+    new = tensor.detach()
+    for dim, idx in dims.items():
+        keep = torch.ones(new.shape[dim], dtype=torch.bool)
+        keep[idx] = False
+        new = new.index_select(dim, keep.nonzero().squeeze(1))
+    new = new.contiguous()
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(new, requires_grad=tensor.requires_grad)
+    return new
+
+
+def sync_modules(model: nn.Module) -> None:
+    """Let every handled module update its size attributes from its tensor shapes."""
+    for module in model.modules():
+        handler = handler_for(module)
+        if handler is not None:
+            handler.sync(module)

@@ -1,0 +1,33 @@
+"""SmolLM2 pruned with different widths per layer saves, reloads with prunekit.load, generates the same tokens."""
+
+import copy
+
+import pytest
+import torch
+
+from prunekit.io import save_model
+from prunekit.methods import METHODS
+from prunekit.models import load
+from prunekit.recipe.convert import from_dict
+
+
+@pytest.mark.slow
+def test_uneven_widths_save_reload_and_generate_identically(smollm, tmp_path):
+    loaded = copy.copy(smollm)
+    loaded.model = copy.deepcopy(smollm.model)
+    loaded.adapter = type(smollm.adapter)(loaded.model)
+    config = from_dict(METHODS.get("structured-l2").config,
+                       {"ratio": 0.3, "allocation": "global", "max_layer_ratio": 0.6, "round_to": 8}, "x")
+    details = METHODS.load("structured-l2")(loaded, config, None, method="structured-l2")
+    widths = {layer.mlp.gate_proj.out_features for layer in loaded.model.model.layers}
+    assert len(widths) > 1, "global allocation should give different MLP widths"
+    assert details["params_after"] < 0.85 * details["params_before"]
+    folder = save_model(loaded, tmp_path / "pruned", plan={"layers": details["layers"], "plan": details["plan"]})
+    again = load(str(folder))
+    ids = loaded.tokenizer("The history of the city begins", return_tensors="pt").input_ids
+    with torch.no_grad():
+        before = loaded.model.generate(ids, max_new_tokens=12, do_sample=False)
+        after = again.model.generate(ids, max_new_tokens=12, do_sample=False)
+    assert torch.equal(before, after)
+    assert [layer.mlp.gate_proj.out_features for layer in again.model.model.layers] == \
+        [layer.mlp.gate_proj.out_features for layer in loaded.model.model.layers]

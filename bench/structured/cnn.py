@@ -99,8 +99,10 @@ def foolbox_top1(models: dict[str, torch.nn.Module]) -> dict[str, float] | None:
         return {k: float((m(x).argmax(1) == y).float().mean()) for k, m in models.items()}
 
 
-def run(name: str, tp_python: str | None, ratio: float, repeats: int, rounds: int = 3) -> dict:
-    make, size, batch = MODELS[name]
+def run(name: str, tp_python: str | None, ratio: float, repeats: int, rounds: int = 3,
+        batch: int | None = None, channels_last: bool = False) -> dict:
+    make, size, default_batch = MODELS[name]
+    batch = batch or default_batch
     dense = make()
     our_seconds, tp_seconds, info = [], [], {}
     for _ in range(rounds):  # prune timings interleaved with Torch-Pruning's; the first run of a block is warm-up
@@ -121,7 +123,12 @@ def run(name: str, tp_python: str | None, ratio: float, repeats: int, rounds: in
                     "tp_own_counter_macs": [info["tp_macs_before"], info["tp_macs_after"]],
                     "torch_pruning_version": info["torch_pruning"]})
         row["macs_ours_vs_tp"] = row["macs_ours"] / row["macs_tp"] - 1
-    lat = latency(models, torch.randn(batch, 3, size, size), repeats)
+    x = torch.randn(batch, 3, size, size)
+    if channels_last:
+        models = {k: m.to(memory_format=torch.channels_last) for k, m in models.items()}
+        x = x.to(memory_format=torch.channels_last)
+    lat = latency(models, x, repeats)
+    row["channels_last"] = channels_last
     row["latency_ms"] = {k: v * 1000 for k, v in lat.items()}
     row["macs_reduction"] = row["macs_dense"] / row["macs_ours"]
     row["speedup"] = lat["dense"] / lat["ours"]
@@ -139,11 +146,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=None, help="override each model's default batch")
+    parser.add_argument("--channels-last", action="store_true", help="time in channels_last memory format")
+    parser.add_argument("--out", default="structured-cnn.json", help="file name under bench/results")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    rows = [run(m, args.tp_python, args.ratio, args.repeats) for m in args.models]
-    result = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": 1, "rows": rows}
-    out = HERE.parent / "results" / "structured-cnn.json"
+    torch.set_num_threads(args.threads)
+    rows = [run(m, args.tp_python, args.ratio, args.repeats, batch=args.batch, channels_last=args.channels_last)
+            for m in args.models]
+    result = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": args.threads, "rows": rows}
+    out = HERE.parent / "results" / args.out
     out.write_text(json.dumps(result, indent=1))
     for r in rows:
         tp = ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .prune.config import SparseGPTConfig, WeightPruneConfig
+from .prune.depth import DepthPruneConfig
+from .prune.llm_structured import LLMStructuredConfig
 from .prune.structured import StructuredPruneConfig
 from .registry import Registry
 
@@ -24,3 +26,9 @@ for _criterion, _summary in [
 ]:
     METHODS.register(f"structured-{_criterion}", _STRUCTURED, config=StructuredPruneConfig, kind="structured",
                      summary=f"remove channels / MLP neurons / heads by {_summary} (dependency graph)")
+
+METHODS.register("llm-structured", "prunekit.prune.llm_structured:prune_llm_structured", config=LLMStructuredConfig,
+                 kind="structured", summary="LLM heads / GLU neurons by FLAP, MAW/VOW/PON or L2, bias compensation, "
+                 "least-squares refit (An et al. 2024; Martra 2025)")
+METHODS.register("depth", "prunekit.prune.depth:prune_depth", config=DepthPruneConfig, kind="structured",
+                 summary="remove whole decoder blocks by angular distance, at random, or the last ones (ShortGPT)")

@@ -9,7 +9,14 @@ import torch
 
 from prunekit.context import Budget, TokenPruner, TokenPrunerConfig
 from prunekit.context.lm import token_logprobs
-from prunekit.context.tokens import join_pieces, keep_top, token_spans
+from prunekit.context.tokens import (
+    continues_word,
+    join_pieces,
+    keep_top,
+    keep_top_words,
+    token_spans,
+    with_word_prefixes,
+)
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.7, 0.9])
@@ -33,9 +40,11 @@ def test_output_is_the_kept_spans(token_pruner, passage):
     assert result.kept_spans == sorted(result.kept_spans)
 
 
-def test_most_informative_tokens_are_kept(token_pruner, passage):
-    ids, _, info = token_pruner.self_information(passage)
-    result = token_pruner.prune("", passage, Budget(rate=0.5))
+def test_most_informative_tokens_are_kept(tiny_lm, passage):
+    pruner = TokenPruner(*tiny_lm, TokenPrunerConfig(word_prefix=False))  # plain top-k
+    ids, offsets, info = pruner.self_information(passage)
+    result = pruner.prune("", passage, Budget(rate=0.5))
+    assert result.kept_spans == token_spans(passage, offsets, keep_top(info, result.kept_tokens))
     kept = set(keep_top(info, result.kept_tokens))
     dropped_max = max(float(info[i]) for i in range(len(ids)) if i not in kept)
     kept_min = min(float(info[i]) for i in kept)
@@ -43,12 +52,39 @@ def test_most_informative_tokens_are_kept(token_pruner, passage):
     assert math.isinf(float(info[0])) is False  # the MiniLM tokenizer has CLS as anchor
 
 
-def test_threshold_mode(token_pruner, passage):
-    _, _, info = token_pruner.self_information(passage)
+def test_kept_word_pieces_bring_their_word_prefix(token_pruner, passage):
+    ids, offsets, info = token_pruner.self_information(passage)
+    pieces = [i for i in range(len(ids)) if continues_word(passage, offsets, i)]
+    assert pieces  # the WordPiece test tokenizer splits some words
+    for rate in (0.2, 0.5, 0.8):
+        keep = keep_top_words(info, round(rate * len(ids)), passage, offsets)
+        assert len(keep) == round(rate * len(ids)) and keep == with_word_prefixes(keep, passage, offsets)
+        result = token_pruner.prune("", passage, Budget(rate=rate))
+        assert result.kept_spans == token_spans(passage, offsets, keep)
+
+
+def test_word_helpers():
+    text = "Ma astricht 1957"
+    offsets = [(0, 2), (3, 6), (6, 11), (11, 12), (12, 13), (13, 14), (14, 15), (15, 16)]  # ' ' then digits
+    assert [continues_word(text, offsets, i) for i in range(8)] == [False, False, True, False, True, True, True,
+                                                                    True]
+    info = torch.tensor([0.0, 1.0, 9.0, 0.0, 5.0, 1.0, 1.0, 8.0])
+    assert keep_top_words(info, 2, text, offsets) == [1, 2]  # 'strict' (9) brings 'ast'
+    assert keep_top_words(info, 3, text, offsets) == [0, 1, 2]  # '7' (5 tokens) and '1' (2) do not fit
+    assert keep_top_words(info, 4, text, offsets) == [1, 2, 3, 4]  # '1' (5) brings its space token
+    assert keep_top_words(info, 7, text, offsets) == [1, 2, 3, 4, 5, 6, 7]
+    assert with_word_prefixes([7], text, offsets) == [3, 4, 5, 6, 7]
+
+
+def test_threshold_mode(token_pruner, tiny_lm, passage):
+    _, offsets, info = token_pruner.self_information(passage)
     tau = float(info.median())
+    passing = [i for i in range(len(info)) if float(info[i]) >= tau]
     result = token_pruner.prune("", passage, Budget(threshold=tau))
-    assert result.kept_tokens == int((info >= tau).sum())
-    assert token_pruner.prune("", passage, Budget(threshold=1e9)).kept_tokens == 1
+    assert result.kept_tokens == len(with_word_prefixes(passing, passage, offsets)) >= len(passing)
+    plain = TokenPruner(*tiny_lm, TokenPrunerConfig(word_prefix=False))
+    assert plain.prune("", passage, Budget(threshold=tau)).kept_tokens == len(passing)
+    assert plain.prune("", passage, Budget(threshold=1e9)).kept_tokens == 1
 
 
 def test_sliding_windows_cover_every_token(tiny_lm, passage):

@@ -1,0 +1,355 @@
+"""Retraining-free structured width pruning of decoder LLMs (attention heads and GLU MLP neurons).
+
+Scores (`criterion`):
+- "flap": FLAP's fluctuation score V_j ||W[:, j]||^2 of the inputs of o_proj / down_proj, summed per
+  head, standardised per structure type (An et al., AAAI 2024; importance/flap.py);
+- "maw" / "vow" / "pon": data-free GLU neuron scores (Martra 2025; importance/glu_width.py), MLP only;
+- "l2": L2 norm of each coupled group (DepGraph-style; importance/group_norm.py), standardised alike.
+Allocation (`allocation`), to remove `ratio` of the non-embedding parameters:
+- "global": one ranking of all units; each unit costs its parameters (a head costs its share);
+- "uniform": each decoder block loses the same fraction of its parameters;
+- "angular": per-block keep ratios from the angular distance of each block's input and output
+  (CFSP, Wang et al.; allocate/block_importance.py); a final global pass fills any shortfall.
+Recovery, both from one dense calibration pass: `bias_compensation` (FLAP: b += W[:, removed] mu_removed)
+and `refit` (Týr-the-Pruner's local least-squares re-solve of the kept o_proj / down_proj columns;
+prune/refit.py; with bias_compensation it also fits the bias).
+
+Slicing is the dependency graph's (`graph.prune`). A new bias on o_proj / down_proj is carried in the
+saved config when the architecture can express it (Llama: `attention_bias` / `mlp_bias`, which also
+give q/k/v resp. gate/up a zero bias); its shapes go in the report's "shapes", so prunekit.models.load
+rebuilds it. Where the config cannot express it (Qwen2, Mistral) the bias lives in memory only and the
+report says `bias_carried: False`.
+
+Importable without torch (the config is read when a recipe is validated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+CRITERIA = ("flap", "maw", "vow", "pon", "l2")
+GLU_ONLY = ("maw", "vow", "pon")
+ALLOCATIONS = ("global", "uniform", "angular")
+SCOPES = ("mlp", "heads")
+
+
+@dataclass
+class LLMStructuredConfig:
+    """ratio: fraction of the non-embedding parameters to remove, in [0, 1). criterion: flap, maw, vow, pon,
+    l2. allocation: global, uniform or angular. bias_compensation / refit: recovery without training.
+    scope: "mlp" and/or "heads" (default: both, or mlp only for the GLU criteria). head_mode: "kv" (a KV
+    head with its query group) or "q" (query heads, evenly from each KV group). max_layer_ratio: most of
+    a group's units that may go. min_keep: least keep ratio of a block (angular). damp: refit ridge, a
+    fraction of the mean Gram diagonal. batch_size: calibration windows per forward."""
+
+    ratio: float = 0.2
+    criterion: str = "flap"
+    allocation: str = "global"
+    bias_compensation: bool = True
+    refit: bool = False
+    scope: list[str] | None = None
+    head_mode: str = "kv"
+    max_layer_ratio: float = 0.9
+    min_keep: float = 0.05
+    damp: float = 0.01
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio < 1.0:
+            raise ConfigError(f"ratio must be in [0, 1), got {self.ratio}")
+        for name, value, choices in (("criterion", self.criterion, CRITERIA),
+                                     ("allocation", self.allocation, ALLOCATIONS),
+                                     ("head_mode", self.head_mode, ("kv", "q"))):
+            if value not in choices:
+                raise ConfigError(f"Unknown {name} '{value}'. Valid choices: {', '.join(choices)}.")
+        if self.scope is not None:
+            bad = [s for s in self.scope if s not in SCOPES]
+            if bad or not self.scope:
+                raise ConfigError(f"scope must be a non-empty list of {', '.join(SCOPES)}; got {self.scope}")
+            if self.criterion in GLU_ONLY and "heads" in self.scope:
+                raise ConfigError(f"criterion '{self.criterion}' scores GLU neurons only; use scope: [mlp].")
+        if not 0.0 < self.max_layer_ratio <= 1.0 or not 0.0 <= self.min_keep < 1.0:
+            raise ConfigError("max_layer_ratio must be in (0, 1] and min_keep in [0, 1)")
+        if self.damp < 0 or self.batch_size < 1:
+            raise ConfigError(f"damp must be >= 0 and batch_size >= 1, got {self.damp}, {self.batch_size}")
+
+    @property
+    def resolved_scope(self) -> list[str]:
+        if self.scope is not None:
+            return list(self.scope)
+        return ["mlp"] if self.criterion in GLU_ONLY else ["heads", "mlp"]
+
+
+def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, ctx: Any = None, *, method: str,
+                         windows: Any = None) -> dict:
+    """Prune heads / MLP neurons of `loaded.model` in place; return {"layers", "plan", "params_*", ...}.
+
+    windows: (samples, seq_len) calibration token ids (default: the run's calibration windows)."""
+    import torch
+
+    from ..allocate.block_importance import block_angular_importance, keep_ratios
+    from ..graph import DependencyGraph
+    from ..graph.allocate import candidates
+    from ..graph.plan import default_inputs, group_shapes, plan_entries
+    from .structured import classify_groups
+
+    model, adapter = loaded.model, getattr(loaded, "adapter", None)
+    if adapter is None:
+        raise ConfigError(f"{type(model).__name__} is not a supported transformer (no adapter).")
+    graph = DependencyGraph.build(model, default_inputs(model), head_mode=config.head_mode)
+    kinds = classify_groups(graph, adapter)
+    scope = config.resolved_scope
+    groups = [g for g in graph.groups if kinds[g.name] in scope and g.size > 1]
+    if not groups:
+        raise ConfigError(f"No prunable groups of kinds {scope} in {type(model).__name__}.")
+    outputs = {g.name: output_slice(graph, g) for g in groups}
+    needs_data = (config.criterion == "flap" or config.bias_compensation or config.refit
+                  or config.allocation == "angular")
+    if needs_data and windows is None:
+        if ctx is None or loaded.tokenizer is None:
+            raise ConfigError(f"criterion '{config.criterion}' with these options needs calibration data: run it "
+                              f"from a recipe or pass windows=.")
+        windows = ctx.calibration(loaded.tokenizer)
+    stats = {}
+    if config.criterion == "flap" or config.bias_compensation or config.refit:
+        layers = {name: model.get_submodule(name) for name, _td, _pos in outputs.values()}
+        stats = collect_input_stats(model, layers, windows, config.batch_size, gram=config.refit)
+
+    scores = group_scores(graph, groups, kinds, outputs, stats, config.criterion)
+    blocks = adapter.blocks()
+    names = {id(m): n for n, m in model.named_modules()}
+    prefixes = [names[id(b)] + "." for b in blocks]
+    block_of = {g.name: next((i for i, p in enumerate(prefixes) if all(m.startswith(p) for m in g.modules)), -1)
+                for g in groups}
+    cands = candidates(groups, scores, config.max_layer_ratio, 1)
+    before = graph.estimate({})["params"]
+    costs = [before - graph.estimate({c.group.name: c.items[0]})["params"] for c in cands]
+    items = sorted((float(scores[c.group.name][item].mean()), ci, k)
+                   for ci, c in enumerate(cands) for k, item in enumerate(c.items))
+    params_before = sum(p.numel() for p in model.parameters())
+    nonembed = non_embedding_params(loaded)
+    budget = config.ratio * nonembed
+    chosen: list[set[int]] = [set() for _ in cands]
+    caps = [c.cap for c in cands]
+    block_params = torch.tensor([float(sum(p.numel() for p in b.parameters())) for b in blocks])
+    block_ratio = None
+    importance = None
+    if config.allocation != "global":
+        share = budget / float(block_params.sum())
+        if config.allocation == "uniform":
+            block_ratio = torch.full((len(blocks),), share, dtype=torch.float64)
+        else:
+            importance = block_angular_importance(model, blocks, windows, config.batch_size)
+            keep = keep_ratios(importance, 1.0 - share, block_params, low=config.min_keep)
+            block_ratio = 1.0 - keep.double()
+        for b in range(len(blocks)):
+            mine = [it for it in items if block_of[cands[it[1]].group.name] == b]
+            fill(mine, costs, caps, chosen, float(block_ratio[b] * block_params[b]), 0.0)
+    removed = sum(len(chosen[ci]) * costs[ci] for ci in range(len(cands)))
+    fill(items, costs, caps, chosen, budget, removed)  # global; for per-block allocations: the shortfall
+    selection = {c.group.name: sorted(p for k in chosen[ci] for p in c.items[k]) for ci, c in enumerate(cands)}
+    selection = {k: v for k, v in selection.items() if v}
+    achieved = (before - graph.estimate(selection)["params"]) / nonembed
+
+    updates = recovery_updates(graph, groups, outputs, selection, stats, config)
+    plan = plan_entries(graph, selection, kinds)
+    with torch.no_grad():
+        for name, (weight, _bias) in updates.items():
+            if weight is not None:
+                model.get_submodule(name).weight.data.copy_(weight)
+        graph.prune(selection)
+    adapter.sync_config()
+    shapes = group_shapes(graph)
+    bias_shapes, carried = add_biases(model, {n: b for n, (_w, b) in updates.items() if b is not None})
+    adapter.sync_config()
+
+    layers = {}
+    for ci, c in enumerate(cands):
+        g = c.group
+        gone = len(selection.get(g.name, []))
+        b = block_of[g.name]
+        requested = config.ratio if block_ratio is None or b < 0 else float(block_ratio[b])
+        layers[g.name] = {"kind": kinds[g.name], "before": g.size, "after": g.size - gone, "requested": requested,
+                          "actual": gone / g.size, "params": len(c.items) * costs[ci], "shapes": shapes[g.name]}
+    report = {
+        "layers": layers, "plan": plan, "criterion": config.criterion, "allocation": config.allocation,
+        "params_before": params_before, "params_after": sum(p.numel() for p in model.parameters()),
+        "non_embedding_params": nonembed, "requested": config.ratio, "achieved": achieved,
+        "requested_sparsity": config.ratio, "actual_sparsity": achieved,
+        "bias_compensation": config.bias_compensation, "refit": config.refit, "bias_carried": carried,
+        "shapes": bias_shapes,
+    }
+    if importance is not None:
+        report["block_importance"] = [float(v) for v in importance]
+        report["block_ratios"] = [float(v) for v in block_ratio]
+    return report
+
+
+def fill(items: list, costs: list, caps: list, chosen: list, budget: float, removed: float) -> float:
+    """Take items (score, group, item) weakest first while that brings the removed parameters closer to
+    `budget` (skipping items that would overshoot it); respects each group's cap. Returns the total."""
+    for _score, ci, k in items:
+        if k in chosen[ci] or len(chosen[ci]) >= caps[ci]:
+            continue
+        if removed + costs[ci] / 2 < budget:
+            chosen[ci].add(k)
+            removed += costs[ci]
+    return removed
+
+
+def output_slice(graph: Any, group: Any) -> tuple[str, Any, Any]:
+    """(module name, tensor dim, unit of each input index (in,)) of the group's output projection: the 2-D
+    weight the group slices along its inputs (o_proj for heads, down_proj for MLP neurons)."""
+    found = [(td, pos) for td, pos in graph.param_slices(group) if td.dim == 1 and td.tensor.ndim == 2
+             and td.sites and td.sites[0][1] == "weight"]
+    if len(found) != 1:
+        raise ConfigError(f"Group '{group.name}' has {len(found)} output projections; expected one "
+                          f"(o_proj / down_proj).")
+    td, pos = found[0]
+    return td.sites[0][0], td, pos
+
+
+def collect_input_stats(model: Any, layers: dict, windows: Any, batch_size: int, *, gram: bool) -> dict:
+    """{layer name: (FluctuationCollector, HessianCollector or None)} over the dense model's inputs."""
+    import torch
+
+    from ..calib.collectors import HessianCollector
+    from ..calib.fluctuation import FluctuationCollector
+    from ..utils.hooks import HookSet
+
+    stats = {name: (FluctuationCollector(), HessianCollector(torch.float64) if gram else None) for name in layers}
+
+    def hook(name):
+        def fn(_module, args):
+            for collector in stats[name]:
+                if collector is not None:
+                    collector.add_batch(args[0])
+        return fn
+
+    with torch.no_grad(), HookSet() as hooks:
+        for name, module in layers.items():
+            hooks.forward_pre(module, hook(name))
+        for start in range(0, windows.shape[0], batch_size):
+            model(input_ids=windows[start:start + batch_size], use_cache=False)
+    return stats
+
+
+def group_scores(graph: Any, groups: list, kinds: dict, outputs: dict, stats: dict, criterion: str) -> dict:
+    """{group: (size,) float64 scores}, standardised per structure type (heads, mlp)."""
+    from ..importance.flap import standardize, unit_scores, wifv_scores
+    from ..importance.glu_width import glu_width_scores
+    from ..importance.group_norm import group_norm_scores
+
+    raw = {}
+    for g in groups:
+        if criterion == "flap":
+            name, td, pos = outputs[g.name]
+            raw[g.name] = unit_scores(wifv_scores(td.tensor, stats[name][0].variance), pos, g.size)
+        elif criterion == "l2":
+            raw[g.name] = group_norm_scores([(td.tensor, td.dim, pos) for td, pos in graph.param_slices(g)],
+                                            g.size, 2).double()
+        else:
+            rows = {td.sites[0][0].rsplit(".", 1)[-1]: (td, pos) for td, pos in graph.param_slices(g)
+                    if td.dim == 0 and td.tensor.ndim == 2 and td.sites}
+            if "gate_proj" not in rows or "up_proj" not in rows:
+                raise ConfigError(f"criterion '{criterion}' needs a GLU MLP (gate_proj, up_proj); group "
+                                  f"'{g.name}' has {sorted(rows)}.")
+            (gate, pos), (up, _) = rows["gate_proj"], rows["up_proj"]
+            raw[g.name] = unit_scores(glu_width_scores(gate.tensor, up.tensor, criterion), pos, g.size)
+    out = {}
+    for kind in {kinds[g.name] for g in groups}:
+        members = [g.name for g in groups if kinds[g.name] == kind]
+        out.update(zip(members, standardize([raw[m] for m in members]), strict=True))
+    return out
+
+
+def recovery_updates(graph: Any, groups: list, outputs: dict, selection: dict, stats: dict,
+                     config: LLMStructuredConfig) -> dict:
+    """{output layer: (new full-width weight or None, bias delta (out,) or None)} before slicing."""
+    import torch
+
+    from ..importance.flap import bias_compensation
+    from .refit import refit_columns
+
+    updates = {}
+    for g in groups:
+        positions = selection.get(g.name)
+        if not positions or not (config.bias_compensation or config.refit):
+            continue
+        name, td, pos = outputs[g.name]
+        gone = torch.isin(pos, torch.as_tensor(positions, dtype=torch.long))  # (in,)
+        removed_idx, keep_idx = torch.where(gone)[0], torch.where(~gone)[0]
+        fluct, hessian = stats[name]
+        weight = td.tensor.detach()
+        if config.refit:
+            n = fluct.n_tokens
+            gram = hessian.result().double() * (n / 2.0)  # X X^T
+            sums = fluct.mean.double() * n if config.bias_compensation else None
+            w_keep, intercept = refit_columns(weight, gram, keep_idx, damp=config.damp, sums=sums, count=n)
+            new = weight.clone()
+            new[:, keep_idx] = w_keep
+            updates[name] = (new, intercept)
+        else:
+            updates[name] = (None, bias_compensation(weight, fluct.mean, removed_idx))
+    return updates
+
+
+def add_biases(model: Any, deltas: dict) -> tuple[dict, bool]:
+    """Add `deltas` ({layer: (out,)}) to the layers' biases, creating them where missing, and switch on the
+    config flags that make from_pretrained build them (zero biases for the other layers those flags add).
+    Returns ({bias name: shape} of every bias created, whether the saved config carries them)."""
+    import copy
+    import warnings
+
+    import torch
+    from torch import nn
+
+    if not deltas:
+        return {}, True
+    current = {n for n, _ in model.named_parameters()}
+    missing = {f"{name}.bias" for name in deltas} - current
+    created: dict[str, list[int]] = {}
+    config = model.config
+    for flag in ("attention_bias", "mlp_bias"):
+        if not missing or not hasattr(config, flag) or getattr(config, flag):
+            continue
+        probe_config = copy.deepcopy(config)
+        setattr(probe_config, flag, True)
+        with torch.device("meta"):
+            probe = type(model)(probe_config)
+        new = {n for n, _ in probe.named_parameters() if n.endswith(".bias")} - current
+        if not new & missing:
+            continue
+        setattr(config, flag, True)
+        for bias_name in sorted(new):
+            module = model.get_submodule(bias_name.rsplit(".", 1)[0])
+            weight = module.weight
+            module.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device))
+            created[bias_name] = [weight.shape[0]]
+        current |= new
+        missing -= new
+    for bias_name in sorted(missing):  # the config cannot express it: in memory only
+        module = model.get_submodule(bias_name.rsplit(".", 1)[0])
+        weight = module.weight
+        module.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device))
+    if missing:
+        warnings.warn(f"{type(model).__name__}'s config cannot express biases on {sorted(missing)[:3]}...; the "
+                      f"compensated biases are lost on save/reload.", stacklevel=2)
+    with torch.no_grad():
+        for name, delta in deltas.items():
+            module = model.get_submodule(name)
+            module.bias.add_(delta.to(module.bias.dtype))
+    return created, not missing
+
+
+def non_embedding_params(loaded: Any) -> int:
+    """Parameters outside the token embeddings and the LM head (tied tensors counted once)."""
+    model, adapter = loaded.model, loaded.adapter
+    skip = {id(p) for m in adapter.embeddings() for p in m.parameters()}
+    head = adapter.head()
+    if head is not None:
+        skip |= {id(p) for p in head.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)

@@ -11,15 +11,19 @@ lines are ("most of its body"). Also reported: the ``def`` line alone, the mean 
 whether the coarse stage selected the function's chunk and the chunk's AMI rank among the module's chunks.
 
   python bench/context/longcodezip.py [--n 30] [--seed 0] [--coarse-prior none|identifier] [--tag before]
-Writes bench/results/context-longcodezip[-tag].json.
+A case takes 15-110 s on one CPU thread: the script stops starting cases after --max-seconds (540) and
+resumes from ~/.cache/prunekit/bench/context-longcodezip[-tag].partial.jsonl when run again; it writes
+bench/results/context-longcodezip[-tag].json once every case is done.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 
-from _common import markdown_table, pick_code_cases, setup, write_result
+from _common import CACHE, markdown_table, pick_code_cases, setup, write_result
 
 from prunekit.context import Budget, LongCodeZipConfig, LongCodeZipPruner, TokenCounter, split_chunks
 from prunekit.models import load
@@ -71,6 +75,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1 / 3)
     parser.add_argument("--coarse-prior", default=None, help="LongCodeZipConfig.coarse_prior, if supported")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--max-seconds", type=float, default=540,
+                        help="stop starting new cases after this long; rerun to resume")
     args = parser.parse_args()
     setup()
     lm = load("smollm2-135m")
@@ -78,9 +84,27 @@ def main() -> None:
     config = LongCodeZipConfig() if args.coarse_prior is None else LongCodeZipConfig(coarse_prior=args.coarse_prior)
     pruner = RecordingLongCodeZip(lm.model, lm.tokenizer, config=config)
     cases = pick_code_cases(counter, args.n, args.lo, args.hi, args.seed)
+    name = "longcodezip" + (f"-{args.tag}" if args.tag else "")
+    partial = CACHE / "bench" / f"context-{name}.partial.jsonl"  # resumable: one finished case per line
+    key = {"seed": args.seed, "rate": args.rate, "lo": args.lo, "hi": args.hi, "coarse_prior": args.coarse_prior}
+    done = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            record = json.loads(line)
+            if record["key"] == key:
+                done[(record["row"]["module"], record["row"]["function"])] = record["row"]
+    partial.parent.mkdir(parents=True, exist_ok=True)
     rows, start = [], time.perf_counter()
     for i, case in enumerate(cases):
+        if (case["module"], case["function"]) in done:
+            rows.append(done[(case["module"], case["function"])])
+            continue
+        if time.perf_counter() - start > args.max_seconds:
+            sys.exit(f"stopped after {args.max_seconds}s with {len(rows)}/{len(cases)} cases done; "
+                     f"run the same command again to continue ({partial}).")
         rows.append(evaluate(pruner, case, args.rate))
+        with partial.open("a") as handle:
+            handle.write(json.dumps({"key": key, "row": rows[-1]}) + "\n")
         r = rows[-1]
         print(f"{i + 1}/{len(cases)} {r['module']}:{r['function']} tokens {r['tokens']} ratio {r['ratio']:.3f} "
               f"def {r['def_kept']} body {r['body_share']:.2f} coarse {r['chunk_selected']} "
@@ -102,7 +126,6 @@ def main() -> None:
           summary["coarse_selected"], summary["rank1"], summary["max_abs_rate_error"],
           f"{summary['seconds_per_case']:.1f}"]])
     print(table)
-    name = "longcodezip" + (f"-{args.tag}" if args.tag else "")
     path = write_result(name, {"seed": args.seed, "rate": args.rate, "token_range": [args.lo, args.hi],
                                "config": config_name, "summary": summary, "rows": rows, "table": table})
     print(f"wrote {path}")

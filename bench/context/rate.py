@@ -13,17 +13,20 @@ scores are reused across rates (in-memory caches around ``ami`` / ``line_scores`
 ``ratio`` is the pruner's ``Pruned.ratio``; ``recount`` re-encodes the output text with the same counter
 (for tokens it differs from ``ratio`` where kept pieces of split words meet, see tokens.py).
 
-  python bench/context/rate.py [--inputs 20] [--seed 0]
+  python bench/context/rate.py [--inputs 20] [--seed 0] [--only sentences tokens code]
+(with --only, the other pruners' rows are kept from the previous bench/results/context-rate.json)
 Writes bench/results/context-rate.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 
 from _common import (
+    RESULTS,
     markdown_table,
     multi_paragraph_context,
     pick_code_cases,
@@ -130,6 +133,12 @@ def main() -> None:
         cases = pick_code_cases(lm_counter, args.inputs, 400, 2000, args.seed)
         code_inputs = [(c["question"], c["source"]) for c in cases]
         results.append(measure("code", CachedLongCodeZip(lm.model, lm.tokenizer), code_inputs, lm_counter))
+    previous = RESULTS / "context-rate.json"
+    if set(args.only) != {"sentences", "tokens", "code"} and previous.exists():  # keep the other pruners' rows
+        old = {r["pruner"]: r for r in json.loads(previous.read_text())["details"]}
+        fresh = {r["pruner"]: r for r in results}
+        results = [fresh.get(name) or old[name] for name in ("sentences", "tokens", "code")
+                   if name in fresh or name in old]
     headers = ["pruner", "inputs x rates", "tokens (min-max)", "max abs(ratio - rate)", "mean abs err",
                "share within 0.02", "max abs err (re-encoded output)"]
     table = markdown_table(headers, [

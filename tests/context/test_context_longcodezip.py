@@ -7,6 +7,7 @@ import random
 import re
 
 import pytest
+import torch
 
 from prunekit.context import (
     Budget,
@@ -212,3 +213,14 @@ def test_config_validation():
 def test_budget_below_one_marker_gives_empty_text(code_pruner):
     result = code_pruner.prune("what", "x = 1\n", Budget(tokens=1))
     assert result.text == "" and result.kept_tokens == 0 and result.kept_spans == []
+
+
+def test_query_nll_is_in_input_order_for_any_batch_size(tiny_lm, textwrap_source):
+    from prunekit.context.lm import query_nll
+
+    model, tok = tiny_lm
+    lines = textwrap_source.splitlines(keepends=True)
+    prefixes = ["", "".join(lines[:3]), "".join(lines[:40]), "x = 1\n", "".join(lines[10:25])]  # mixed lengths
+    one = query_nll(model, tok, prefixes, "What does wrap return?", max_length=128, batch_size=1)
+    sorted_batches = query_nll(model, tok, prefixes, "What does wrap return?", max_length=128, batch_size=2)
+    assert one.shape == (5,) and torch.allclose(one, sorted_batches, atol=1e-4)

@@ -114,3 +114,13 @@ def test_selection_helpers():
 def test_counter_object(minilm):
     counter = TokenCounter(minilm[1])
     assert counter("one two three") == 3
+
+
+def test_embed_keeps_input_order_across_length_sorted_batches(minilm, passage):
+    from prunekit.context.encoder import embed
+
+    model, tok = minilm
+    texts = [passage[s:e] for s, e in split_sentences(passage)]
+    single = torch.cat([embed(model, tok, [t]) for t in texts])
+    assert torch.allclose(embed(model, tok, texts, batch_size=3), single, atol=1e-5)
+    assert embed(model, tok, []).shape == (0, model.config.hidden_size)

@@ -50,14 +50,20 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def embed(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32,
           max_length: int = 256) -> torch.Tensor:
-    """L2-normalised mean-pooled embeddings [len(texts), H]."""
-    device = next(model.parameters()).device
-    chunks = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True,
-                        max_length=max_length, return_tensors="pt").to(device)
-        hidden = model(**enc).last_hidden_state
-        chunks.append(torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1))
-    if not chunks:
+    """L2-normalised mean-pooled embeddings [len(texts), H], in the order of ``texts``.
+
+    Texts are batched by length (longest first), so each batch pads to similar lengths (results are the
+    same as unsorted batching up to float rounding)."""
+    if not texts:
         return torch.zeros(0, model.config.hidden_size)
-    return torch.cat(chunks).float().cpu()
+    device = next(model.parameters()).device
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length).input_ids]
+    order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
+    out = torch.empty(len(texts), model.config.hidden_size)
+    for b in range(0, len(order), batch_size):
+        rows = order[b : b + batch_size]
+        enc = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt").to(device)
+        hidden = model(**enc).last_hidden_state
+        out[rows] = torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1).float().cpu()
+    return out

@@ -112,9 +112,11 @@ def query_nll(model: Any, tokenizer: Any, prefixes: Sequence[str], query: str, m
         rows.append(head + (p_ids[max(0, len(p_ids) - room) :] if room else []) + q_ids)
     device = _device(model)
     m = len(q_ids)
-    result = []
-    for b in range(0, len(rows), batch_size):
-        batch = rows[b : b + batch_size]
+    result = torch.zeros(len(rows))
+    order = sorted(range(len(rows)), key=lambda i: (-len(rows[i]), i))  # batch similar lengths: less padding
+    for b in range(0, len(order), batch_size):
+        members = order[b : b + batch_size]
+        batch = [rows[i] for i in members]
         width = max(len(r) for r in batch)
         ids_t = torch.full((len(batch), width), _pad_id(tokenizer), dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -124,8 +126,8 @@ def query_nll(model: Any, tokenizer: Any, prefixes: Sequence[str], query: str, m
         logits = _logits(model, ids_t.to(device), mask.to(device), keep=m + 1)[:, :m]
         logp = logits.float().log_softmax(-1).cpu()
         gathered = logp.gather(-1, torch.tensor(q_ids)[None, :, None].expand(len(batch), m, 1)).squeeze(-1)
-        result.append(-gathered[:, skip:].mean(-1))
-    return torch.cat(result)
+        result[members] = -gathered[:, skip:].mean(-1)
+    return result
 
 
 def approx_mutual_information(model: Any, tokenizer: Any, contexts: Sequence[str], query: str,

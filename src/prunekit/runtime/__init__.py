@@ -8,11 +8,13 @@ transformers; hooks and attention functions exist only inside a press's `with` b
 from .attention import DeltaPress, FlopCount, HipPress, attention_flops, gathered_attention, hip_select
 from .base import ComposedPress, PerLayerPress, Press, validate_ratio
 from .kv import H2OPress, KeyNormPress, KVPress, SnapKVPress, StreamingLLMPress, cache_bytes, cache_lengths
+from .registry import PRESSES, make_press, press_options
 from .tokens import LazyLLMPress, keep_counts
 
 __all__ = [
     "Press", "PerLayerPress", "ComposedPress", "validate_ratio",
     "KVPress", "StreamingLLMPress", "H2OPress", "SnapKVPress", "KeyNormPress", "cache_bytes", "cache_lengths",
     "LazyLLMPress", "keep_counts",
+    "PRESSES", "make_press", "press_options",
     "DeltaPress", "HipPress", "hip_select", "gathered_attention", "attention_flops", "FlopCount",
 ]

@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._attn import gather_rows
@@ -66,7 +67,24 @@ def positional_mask(key_pos: torch.Tensor, query_pos: torch.Tensor, dtype: torch
 
 def last_token_importance(q_last: torch.Tensor, keys: torch.Tensor, groups: int, scaling: float) -> torch.Tensor:
     """q_last (B, H, 1, D), keys (B, Hkv, n, D) -> (B, n): attention of the last query, mean over heads."""
-    b, h, _, d = q_last.shape
-    q = q_last.float().view(b, h // groups, groups, d)  # (B, Hkv, g, D)
-    logits = torch.einsum("bkgd,bknd->bkgn", q, keys.float()) * scaling  # (B, Hkv, g, n)
-    return logits.softmax(dim=-1).mean(dim=(1, 2))  # (B, n)
+    return window_importance(q_last, keys, groups, scaling)
+
+
+def window_importance(q: torch.Tensor, keys: torch.Tensor, groups: int, scaling: float) -> torch.Tensor:
+    """q (B, H, w, D) = the queries of the last w of the n rows, keys (B, Hkv, n, D) -> (B, n): causal attention
+    probabilities, mean over heads and the w queries (w = 1: the last token's attention, LazyLLM's score)."""
+    b, h, w, d = q.shape
+    n = keys.shape[2]
+    q = q.float().view(b, h // groups, groups, w, d)  # (B, Hkv, g, w, D)
+    logits = torch.einsum("bkgwd,bknd->bkgwn", q, keys.float()) * scaling  # (B, Hkv, g, w, n)
+    if w > 1:
+        rows = torch.arange(n - w, n, device=keys.device)[:, None]  # (w, 1)
+        logits = logits.masked_fill(torch.arange(n, device=keys.device)[None, :] > rows, float("-inf"))
+    return logits.softmax(dim=-1).mean(dim=(1, 2, 3))  # (B, n)
+
+
+def max_pool_scores(scores: torch.Tensor, kernel: int) -> torch.Tensor:
+    """scores (B, n) in position order -> max over a centred window of `kernel` (odd) neighbours."""
+    if kernel <= 1:
+        return scores
+    return F.max_pool1d(scores[:, None], kernel, stride=1, padding=kernel // 2)[:, 0]

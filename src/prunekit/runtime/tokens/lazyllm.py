@@ -5,12 +5,19 @@ Fu et al. 2024, "LazyLLM: Dynamic Token Pruning for Efficient Long Context LLM I
 Prefill. `schedule = {layer: keep_fraction}`: from `layer` on, only `keep_count(T, fraction)` of the T prompt
 tokens are processed (fractions are cumulative over the prompt and must not grow with depth; layer 0 cannot
 prune). Importance at pruning layer l = attention that the last token gives each alive token at layer l-1, mean
-over heads. The last token is always kept. Kept tokens keep their ORIGINAL positions: a pre-hook on every
-decoder layer slices the hidden states, `position_embeddings` (RoPE cos/sin), `position_ids` and any 4D mask by
-the alive positions; queries and keys are then the same position-sorted set, so the causal SDPA path stays exact.
-A dropped token thus has KV entries only in layers < l. Its input hidden state at layer l goes to the aux cache
-(`aux_cache[l]`). After the last block the sequence is scattered back to full length (dropped rows carry their
-aux state), so output shapes are unchanged; only the rows of kept tokens are real predictions.
+over heads. The last token is always kept. Two optional extensions of the score (defaults off = the paper):
+`window` > 1 averages the attention of the last `window` prompt queries instead of the last one, and `pool` > 1
+max-pools the scores over `pool` neighbouring positions, so spans around attended tokens survive together (both
+from SnapKV, Li et al. 2024, arXiv 2404.14469). They matter for retrieval: in SmolLM2-135M the last token's
+attention at early layers rarely lands on a needle's digits, which the answer needs only at later decode steps
+(bench/runtime/lazyllm.py). Revival during decode always scores with the new token alone, unpooled.
+
+Positions. Kept tokens keep their ORIGINAL positions: a pre-hook on every decoder layer slices the hidden states,
+`position_embeddings` (RoPE cos/sin), `position_ids` and any 4D mask by the alive positions; queries and keys are
+then the same position-sorted set, so the causal SDPA path stays exact. A dropped token thus has KV entries only in
+layers < l. Its input hidden state at layer l goes to the aux cache (`aux_cache[l]`). After the last block the
+sequence is scattered back to full length (dropped rows carry their aux state), so output shapes are unchanged; only
+the rows of kept tokens are real predictions.
 
 Decode and revival. Each decode step attends to the KV entries that exist in each layer. With `revive=True`
 (batch size 1), at each pruning layer l the new token's attention at layer l-1 (over all entries there) selects
@@ -46,7 +53,7 @@ from .._attn import (
     project_qk,
 )
 from ..base import Press, attention_modules, decoder_layers, num_layers
-from ._calls import LayerCall, last_token_importance, positional_mask, slice_sequence_inputs
+from ._calls import LayerCall, max_pool_scores, positional_mask, slice_sequence_inputs, window_importance
 
 
 def keep_count(length: int, fraction: float) -> int:
@@ -87,6 +94,8 @@ class LazyLLMPress(Press):
     schedule: Mapping[int, float] = field(default_factory=dict)
     revive: bool = True
     revive_fraction: float | None = None
+    window: int = 1
+    pool: int = 1
 
     drops_tokens: ClassVar[bool] = True
 
@@ -102,6 +111,12 @@ class LazyLLMPress(Press):
         ordered = [schedule[k] for k in sorted(schedule)]
         if any(b > a for a, b in zip(ordered, ordered[1:], strict=False)):
             raise ConfigError(f"schedule {schedule} keeps more tokens at a deeper layer; fractions must not grow")
+        if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
+            raise ConfigError(f"window must be a positive integer (prompt queries that score tokens), got "
+                              f"{self.window!r}")
+        if not isinstance(self.pool, int) or isinstance(self.pool, bool) or self.pool < 1 or self.pool % 2 == 0:
+            raise ConfigError(f"pool must be a positive odd integer (max-pool kernel over positions), "
+                              f"got {self.pool!r}")
         if self.revive_fraction is not None and not 0.0 < self.revive_fraction <= 1.0:
             raise ConfigError(f"revive_fraction must be in (0, 1] or None, got {self.revive_fraction!r}")
         self.schedule = schedule
@@ -252,16 +267,22 @@ class LazyLLMPress(Press):
         return hook
 
     def _last_token_scores(self, module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
+        """(B, n) importance of the n entries at this layer: attention of the last token (of the last `window`
+        prompt tokens during prefill), mean over heads, max-pooled over `pool` positions during prefill."""
         hidden = call_arg(args, kwargs, "hidden_states", 0)  # (B, n, d)
+        w = min(self.window, hidden.shape[1]) if self._mode == "prefill" else 1
         pe = kwargs.get("position_embeddings")
-        last_pe = None if pe is None else (pe[0][:, -1:], pe[1][:, -1:])
-        q_last, _ = project_qk(module, hidden[:, -1:], last_pe)  # (B, H, 1, D)
+        last_pe = None if pe is None else (pe[0][:, -w:], pe[1][:, -w:])
+        q_last, _ = project_qk(module, hidden[:, -w:], last_pe)  # (B, H, w, D)
         layer = cache_layer(self._cache, int(module.layer_idx))
         if layer is not None and (self._mode == "decode" or layer.keys.shape[-2] == hidden.shape[1]):
             keys = layer.keys  # (B, Hkv, n, D), post-RoPE as cached
         else:
             _, keys = project_qk(module, hidden, pe)
-        return last_token_importance(q_last, keys, kv_groups(module), attention_scaling(module))
+        scores = window_importance(q_last, keys, kv_groups(module), attention_scaling(module))
+        if self._mode == "prefill":  # prefill rows are sorted by position, so neighbours are adjacent
+            scores = max_pool_scores(scores, self.pool)
+        return scores
 
     # --- after the last block ------------------------------------------------------------------------------------
     def _finish(self, block: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:

@@ -1,0 +1,123 @@
+"""The catalogue of inference-time presses: name -> press class (imported lazily) and a one-line summary.
+
+`make_press(name, **options)` builds a press after checking every option against the class's fields: unknown
+keys, wrong types and out-of-range values raise ConfigError naming the option and the valid choices. Values from
+text formats are accepted where unambiguous: a `schedule` may have string layer keys ("8": 0.6), sequences may be
+lists or tuples. Listing names imports nothing from torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+PRESSES = Registry("press")
+_KV = "prunekit.runtime.kv"
+PRESSES.register("streamingllm", f"{_KV}.streaming:StreamingLLMPress", kind="kv",
+                 summary="KV cache: keep n_sink first + most recent entries after prefill (Xiao et al. 2023)")
+PRESSES.register("h2o", f"{_KV}.h2o:H2OPress", kind="kv",
+                 summary="KV cache: keep heavy hitters by accumulated prompt attention (Zhang et al. 2023)")
+PRESSES.register("snapkv", f"{_KV}.snapkv:SnapKVPress", kind="kv",
+                 summary="KV cache: keep entries the last prompt window attends to, pooled (Li et al. 2024)")
+PRESSES.register("knorm", f"{_KV}.knorm:KeyNormPress", kind="kv",
+                 summary="KV cache: keep the lowest key L2 norms, query-free (Devoto et al. 2024)")
+PRESSES.register("lazyllm", "prunekit.runtime.tokens.lazyllm:LazyLLMPress", kind="tokens",
+                 summary="prefill: drop prompt tokens layer by layer, revive them on demand (Fu et al. 2024)")
+PRESSES.register("delta", "prunekit.runtime.attention.delta:DeltaPress", kind="attention",
+                 summary="decode: sparse layers attend to pages picked by a few dense layers (Zeng et al. 2025)")
+PRESSES.register("hip", "prunekit.runtime.attention.hip:HipPress", kind="attention",
+                 summary="prefill: attention over key blocks found by a hierarchical search (Lee et al. 2024)")
+
+_INTERNAL = {"layer_ratios"}  # set by PerLayerPress, not a user option
+
+
+def press_options(name: str) -> dict[str, Any]:
+    """Option name -> default of press `name` (what `make_press` accepts)."""
+    cls = PRESSES.load(name)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in _INTERNAL:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _check(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin is typing.Union or (origin is not None and type(None) in args):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _check(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"'{where}' must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin in (Mapping, dict) or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
+        key_hint, value_hint = args or (Any, Any)
+        out = {}
+        for key, item in value.items():
+            if key_hint is int and isinstance(key, str) and key.strip().lstrip("-").isdigit():
+                key = int(key)
+            out[_check(key_hint, key, f"{where} key")] = _check(value_hint, item, f"{where}[{key}]")
+        return out
+    if origin in (Sequence, list, tuple) or hint is Sequence:
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            raise ConfigError(f"'{where}' must be a list, got {value!r}")
+        item_hint = args[0] if args else Any
+        return [_check(item_hint, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{where}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{where}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"'{where}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{where}' must be a string, got {value!r}")
+        return value
+    return value
+
+
+def make_press(name: str, **options: Any) -> Any:
+    """Build press `name` with `options` checked against its fields (ConfigError on anything invalid)."""
+    PRESSES.get(name)  # unknown names: ConfigError listing the valid ones
+    cls = PRESSES.load(name)
+    valid = press_options(name)
+    unknown = [key for key in options if key not in valid]
+    if unknown:
+        raise ConfigError(f"Unknown option '{unknown[0]}' for press '{name}'. Valid options: "
+                          f"{', '.join(sorted(valid))}.")
+    hints = typing.get_type_hints(cls)
+    values = {key: _check(hints.get(key, Any), value, f"{name}.{key}") for key, value in options.items()}
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"Invalid options for press '{name}': {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid options for press '{name}': {exc}") from exc

@@ -4,6 +4,8 @@ Scores (`criterion`):
 - "flap": FLAP's fluctuation score V_j ||W[:, j]||^2 of the inputs of o_proj / down_proj, summed per
   head, standardised per structure type (An et al., AAAI 2024; importance/flap.py);
 - "maw" / "vow" / "pon": data-free GLU neuron scores (Martra 2025; importance/glu_width.py), MLP only;
+- "cfsp": CFSP's RIA-style channel score with activation norms (Wang et al.; importance/cfsp.py), MLP only;
+  "act-norm": ||X_j|| of down_proj's inputs, what CFSP's released code reduces to (the named baseline);
 - "l2": L2 norm of each coupled group (DepGraph-style; importance/group_norm.py), standardised alike.
 Allocation (`allocation`), to remove `ratio` of the non-embedding parameters:
 - "global": one ranking of all units; each unit costs its parameters (a head costs its share);
@@ -12,7 +14,8 @@ Allocation (`allocation`), to remove `ratio` of the non-embedding parameters:
   (CFSP, Wang et al.; allocate/block_importance.py); a final global pass fills any shortfall.
 Recovery, both from one dense calibration pass: `bias_compensation` (FLAP: b += W[:, removed] mu_removed)
 and `refit` (Týr-the-Pruner's local least-squares re-solve of the kept o_proj / down_proj columns;
-prune/refit.py; with bias_compensation it also fits the bias).
+prune/refit.py; with bias_compensation it also fits the bias), or `scale_tuning` (COMP's per-neuron scales
+of the kept columns, a k-parameter special case of the refit; prune/scale_tuning.py).
 
 Slicing is the dependency graph's (`graph.prune`). A new bias on o_proj / down_proj is carried in the
 saved config when the architecture can express it (Llama: `attention_bias` / `mlp_bias`, which also
@@ -30,8 +33,9 @@ from typing import Any
 
 from ..errors import ConfigError
 
-CRITERIA = ("flap", "maw", "vow", "pon", "l2")
-GLU_ONLY = ("maw", "vow", "pon")
+CRITERIA = ("flap", "maw", "vow", "pon", "cfsp", "act-norm", "l2")
+GLU_ONLY = ("maw", "vow", "pon", "cfsp", "act-norm")
+NEEDS_ACTIVATIONS = ("flap", "cfsp", "act-norm")
 ALLOCATIONS = ("global", "uniform", "angular")
 SCOPES = ("mlp", "heads")
 
@@ -39,7 +43,8 @@ SCOPES = ("mlp", "heads")
 @dataclass
 class LLMStructuredConfig:
     """ratio: fraction of the non-embedding parameters to remove, in [0, 1). criterion: flap, maw, vow, pon,
-    l2. allocation: global, uniform or angular. bias_compensation / refit: recovery without training.
+    cfsp, act-norm, l2. allocation: global, uniform or angular. bias_compensation / refit / scale_tuning:
+    recovery without training (refit and scale_tuning exclude each other).
     scope: "mlp" and/or "heads" (default: both, or mlp only for the GLU criteria). head_mode: "kv" (a KV
     head with its query group) or "q" (query heads, evenly from each KV group). max_layer_ratio: most of
     a group's units that may go. min_keep: least keep ratio of a block (angular). damp: refit ridge, a
@@ -50,6 +55,7 @@ class LLMStructuredConfig:
     allocation: str = "global"
     bias_compensation: bool = True
     refit: bool = False
+    scale_tuning: bool = False
     scope: list[str] | None = None
     head_mode: str = "kv"
     max_layer_ratio: float = 0.9
@@ -73,6 +79,9 @@ class LLMStructuredConfig:
                 raise ConfigError(f"criterion '{self.criterion}' scores GLU neurons only; use scope: [mlp].")
         if not 0.0 < self.max_layer_ratio <= 1.0 or not 0.0 <= self.min_keep < 1.0:
             raise ConfigError("max_layer_ratio must be in (0, 1] and min_keep in [0, 1)")
+        if self.refit and self.scale_tuning:
+            raise ConfigError("refit and scale_tuning exclude each other (the refit already re-solves the scales); "
+                              "choose one.")
         if self.damp < 0 or self.batch_size < 1:
             raise ConfigError(f"damp must be >= 0 and batch_size >= 1, got {self.damp}, {self.batch_size}")
 
@@ -106,7 +115,8 @@ def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, ctx: Any = No
     if not groups:
         raise ConfigError(f"No prunable groups of kinds {scope} in {type(model).__name__}.")
     outputs = {g.name: output_slice(graph, g) for g in groups}
-    needs_data = (config.criterion == "flap" or config.bias_compensation or config.refit
+    gram = config.refit or config.scale_tuning
+    needs_data = (config.criterion in NEEDS_ACTIVATIONS or config.bias_compensation or gram
                   or config.allocation == "angular")
     if needs_data and windows is None:
         if ctx is None or loaded.tokenizer is None:
@@ -114,9 +124,9 @@ def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, ctx: Any = No
                               f"from a recipe or pass windows=.")
         windows = ctx.calibration(loaded.tokenizer)
     stats = {}
-    if config.criterion == "flap" or config.bias_compensation or config.refit:
+    if config.criterion in NEEDS_ACTIVATIONS or config.bias_compensation or gram:
         layers = {name: model.get_submodule(name) for name, _td, _pos in outputs.values()}
-        stats = collect_input_stats(model, layers, windows, config.batch_size, gram=config.refit)
+        stats = collect_input_stats(model, layers, windows, config.batch_size, gram=gram)
 
     scores = group_scores(graph, groups, kinds, outputs, stats, config.criterion)
     blocks = adapter.blocks()
@@ -179,7 +189,8 @@ def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, ctx: Any = No
         "params_before": params_before, "params_after": sum(p.numel() for p in model.parameters()),
         "non_embedding_params": nonembed, "requested": config.ratio, "achieved": achieved,
         "requested_sparsity": config.ratio, "actual_sparsity": achieved,
-        "bias_compensation": config.bias_compensation, "refit": config.refit, "bias_carried": carried,
+        "bias_compensation": config.bias_compensation, "refit": config.refit,
+        "scale_tuning": config.scale_tuning, "bias_carried": carried,
         "shapes": bias_shapes,
     }
     if importance is not None:
@@ -239,6 +250,9 @@ def collect_input_stats(model: Any, layers: dict, windows: Any, batch_size: int,
 
 def group_scores(graph: Any, groups: list, kinds: dict, outputs: dict, stats: dict, criterion: str) -> dict:
     """{group: (size,) float64 scores}, standardised per structure type (heads, mlp)."""
+    import torch
+
+    from ..importance.cfsp import activation_norm_scores, cfsp_scores
     from ..importance.flap import standardize, unit_scores, wifv_scores
     from ..importance.glu_width import glu_width_scores
     from ..importance.group_norm import group_norm_scores
@@ -258,7 +272,18 @@ def group_scores(graph: Any, groups: list, kinds: dict, outputs: dict, stats: di
                 raise ConfigError(f"criterion '{criterion}' needs a GLU MLP (gate_proj, up_proj); group "
                                   f"'{g.name}' has {sorted(rows)}.")
             (gate, pos), (up, _) = rows["gate_proj"], rows["up_proj"]
-            raw[g.name] = unit_scores(glu_width_scores(gate.tensor, up.tensor, criterion), pos, g.size)
+            if criterion in ("cfsp", "act-norm"):
+                name, down, down_pos = outputs[g.name]
+                if not torch.equal(down_pos, pos):
+                    raise ConfigError(f"criterion '{criterion}': down_proj columns and gate/up rows of group "
+                                      f"'{g.name}' are not in the same order.")
+                fluct = stats[name][0]
+                norm = (fluct.n_tokens * (fluct.variance.double() + fluct.mean.double().square())).sqrt()  # ||X_j||
+                channel = (cfsp_scores(down.tensor, up.tensor, gate.tensor, norm) if criterion == "cfsp"
+                           else activation_norm_scores(norm))
+            else:
+                channel = glu_width_scores(gate.tensor, up.tensor, criterion)
+            raw[g.name] = unit_scores(channel, pos, g.size)
     out = {}
     for kind in {kinds[g.name] for g in groups}:
         members = [g.name for g in groups if kinds[g.name] == kind]
@@ -273,11 +298,12 @@ def recovery_updates(graph: Any, groups: list, outputs: dict, selection: dict, s
 
     from ..importance.flap import bias_compensation
     from .refit import refit_columns
+    from .scale_tuning import tune_scales
 
     updates = {}
     for g in groups:
         positions = selection.get(g.name)
-        if not positions or not (config.bias_compensation or config.refit):
+        if not positions or not (config.bias_compensation or config.refit or config.scale_tuning):
             continue
         name, td, pos = outputs[g.name]
         gone = torch.isin(pos, torch.as_tensor(positions, dtype=torch.long))  # (in,)
@@ -291,6 +317,14 @@ def recovery_updates(graph: Any, groups: list, outputs: dict, selection: dict, s
             w_keep, intercept = refit_columns(weight, gram, keep_idx, damp=config.damp, sums=sums, count=n)
             new = weight.clone()
             new[:, keep_idx] = w_keep
+            updates[name] = (new, intercept)
+        elif config.scale_tuning:
+            n = fluct.n_tokens
+            gram = hessian.result().double() * (n / 2.0)  # X X^T
+            mean = fluct.mean.double() if config.bias_compensation else None
+            scales, intercept = tune_scales(weight, gram, keep_idx, damp=config.damp, mean=mean, count=n)
+            new = weight.clone()
+            new[:, keep_idx] = weight[:, keep_idx] * scales
             updates[name] = (new, intercept)
         else:
             updates[name] = (None, bias_compensation(weight, fluct.mean, removed_idx))

@@ -87,7 +87,7 @@ def allocate(graph: DependencyGraph, cands: list[Candidate], ratio: float, targe
         raise ConfigError(f"Unknown allocation '{allocation}'. Valid choices: {', '.join(ALLOCATIONS)}.")
     if not 0.0 <= ratio < 1.0:
         raise ConfigError(f"ratio must be in [0, 1), got {ratio}")
-    base = graph.estimate({})
+    base = graph.estimate({}) if target != "channels" else None
     total_units = sum(len(c.group.units) for c in cands)
 
     def removed_fraction(counts: list[int]) -> float:

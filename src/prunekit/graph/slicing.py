@@ -18,21 +18,39 @@ if TYPE_CHECKING:
     from .graph import DependencyGraph
 
 
-def _kept_fraction(units: Tensor, removed: Tensor) -> float:
-    return 1.0 - float(removed[units].sum()) / max(units.numel(), 1)
+class _EstimateIndex:
+    """The graph's unit lists concatenated once, so that every kept fraction is one scatter-add."""
+
+    def __init__(self, graph: DependencyGraph) -> None:
+        params = [td for td in graph.tensor_dims if td.is_param]
+        self.tensor_ids = [id(td.tensor) for td in params]
+        self.numels = {id(td.tensor): td.tensor.numel() for td in params}
+        self.ports = list(graph.port_units)
+        lists = [td.units for td in params] + [graph.port_units[k] for k in self.ports]
+        lengths = torch.tensor([u.numel() for u in lists], dtype=torch.long)
+        self.units = torch.cat(lists) if lists else torch.zeros(0, dtype=torch.long)
+        self.segments = torch.repeat_interleave(torch.arange(len(lists)), lengths)
+        self.lengths = lengths.clamp_min(1).double()
+        self.split = len(params)
+
+    def kept(self, removed: Tensor) -> list[float]:
+        counts = torch.zeros(len(self.lengths), dtype=torch.float64)
+        counts.index_add_(0, self.segments, removed[self.units].double())
+        return (1.0 - counts / self.lengths).tolist()
 
 
 def estimate(graph: DependencyGraph, removed: Tensor) -> dict[str, int]:
     """{"params", "macs"} of the model after removing the units flagged in `removed` (num_units+1,)."""
+    index = graph.__dict__.get("_estimate_index")
+    if index is None:
+        index = graph.__dict__["_estimate_index"] = _EstimateIndex(graph)
+    kept = index.kept(removed)
     params_before = sum(p.numel() for p in graph.model.parameters())
-    fractions: dict[int, tuple[int, float]] = {}  # tensor id -> (numel, kept fraction)
-    for td in graph.tensor_dims:
-        if not td.is_param:
-            continue
-        numel, frac = fractions.get(id(td.tensor), (td.tensor.numel(), 1.0))
-        fractions[id(td.tensor)] = (numel, frac * _kept_fraction(td.units, removed))
-    params = params_before - sum(round(n * (1.0 - f)) for n, f in fractions.values())
-    port_frac = {key: _kept_fraction(units, removed) for key, units in graph.port_units.items()}
+    fractions: dict[int, float] = {}  # tensor id -> kept fraction
+    for key, frac in zip(index.tensor_ids, kept[:index.split], strict=True):
+        fractions[key] = fractions.get(key, 1.0) * frac
+    params = params_before - sum(round(index.numels[k] * (1.0 - f)) for k, f in fractions.items())
+    port_frac = dict(zip(index.ports, kept[index.split:], strict=True))
     macs = 0.0
     for term in graph.macs_terms:
         scale = 1.0

@@ -68,6 +68,34 @@ def parse_schedule(text: str, window: int, pool: int) -> tuple[str, dict]:
     return name, {"schedule": schedule, "window": window, "pool": pool}
 
 
+def save(length: int, profiles: dict, timing: dict, records: dict, quiet: bool = False) -> None:
+    """Summarise every config with profiles, timing or records and write runtime-lazyllm.json."""
+    rows, summary = [], {}
+    dense = records.get("dense", {})
+    for name in sorted(set(profiles) | set(timing)):
+        recs = records.get(name, {})
+        keys = sorted(k for k in recs if k in dense)
+        acc = sum(recs[k]["correct"] for k in keys) / len(keys) if keys else float("nan")
+        dense_acc = sum(dense[k]["correct"] for k in keys) / len(keys) if keys else float("nan")
+        ratio = timing.get(name, {}).get("ttft_over_dense", float("nan"))
+        ok = ratio <= 0.75 and acc >= dense_acc - 0.05
+        summary[name] = {**profiles.get(name, {}), **timing.get(name, {}), "samples": len(keys), "accuracy": acc,
+                         "dense_accuracy_same_samples": dense_acc, "meets_target": ok}
+        rows.append([name, json.dumps(profiles.get(name, {}).get("schedule", {})).replace('"', "")
+                     + (f" w{profiles[name]['window']} p{profiles[name]['pool']}"
+                        if profiles.get(name, {}).get("window", 1) > 1 else ""),
+                     profiles.get(name, {}).get("mean_kept_fraction", float("nan")), ratio, len(keys), acc, dense_acc,
+                     acc - dense_acc, ok])
+    table = markdown_table(["schedule", "layer: keep", "mean kept", "TTFT / dense", "samples", "needle acc",
+                            "dense acc", "Δ", "target met"], rows)
+    if not quiet:
+        print(table)
+        for name, profile in profiles.items():
+            print(f"{name} tokens per layer: {profile['tokens_per_layer']}")
+    write_result("lazyllm", {"length": length, "seed": 0, "summary": summary, "profiles": profiles,
+                             "timing": timing, "table": table, "records": records})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--length", type=int, default=None)
@@ -140,30 +168,8 @@ def main() -> None:
                                                      "output": tok.decode(tokens)}
             print(f"{key}: {time.perf_counter() - t0:.0f} s "
                   f"{[records[n][key]['correct'] for n in ['dense', *schedules]]}", flush=True)
-    records = merge_records(previous.get("records"), records)
-    rows, summary = [], {}
-    dense = records.get("dense", {})
-    for name in sorted(set(profiles) | set(timing)):
-        recs = records.get(name, {})
-        keys = sorted(k for k in recs if k in dense)
-        acc = sum(recs[k]["correct"] for k in keys) / len(keys) if keys else float("nan")
-        dense_acc = sum(dense[k]["correct"] for k in keys) / len(keys) if keys else float("nan")
-        ratio = timing.get(name, {}).get("ttft_over_dense", float("nan"))
-        ok = ratio <= 0.75 and acc >= dense_acc - 0.05
-        summary[name] = {**profiles.get(name, {}), **timing.get(name, {}), "samples": len(keys), "accuracy": acc,
-                         "dense_accuracy_same_samples": dense_acc, "meets_target": ok}
-        rows.append([name, json.dumps(profiles.get(name, {}).get("schedule", {})).replace('"', "")
-                     + (f" w{profiles[name]['window']} p{profiles[name]['pool']}"
-                        if profiles.get(name, {}).get("window", 1) > 1 else ""),
-                     profiles.get(name, {}).get("mean_kept_fraction", float("nan")), ratio, len(keys), acc, dense_acc,
-                     acc - dense_acc, ok])
-    table = markdown_table(["schedule", "layer: keep", "mean kept", "TTFT / dense", "samples", "needle acc",
-                            "dense acc", "Δ", "target met"], rows)
-    print(table)
-    for name, profile in profiles.items():
-        print(f"{name} tokens per layer: {profile['tokens_per_layer']}")
-    write_result("lazyllm", {"length": length, "seed": 0, "summary": summary, "profiles": profiles,
-                             "timing": timing, "table": table, "records": records})
+            save(length, profiles, timing, merge_records(previous.get("records"), records), quiet=True)
+    save(length, profiles, timing, merge_records(previous.get("records"), records))
 
 
 if __name__ == "__main__":

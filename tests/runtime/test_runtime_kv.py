@@ -80,7 +80,7 @@ def test_h2o_matches_accumulated_eager_attention(prompt):
     ids = prompt(32)
     with torch.no_grad():
         attentions = model(ids, output_attentions=True).attentions  # per layer (B, H, T, T)
-    _, pressed = prefill(model, ids, H2OPress(compression_ratio=0.5))
+    _, pressed = prefill(model, ids, H2OPress(compression_ratio=0.5, recent_fraction=0.0))
     _, dense = prefill(model, ids)
     for layer, weights in enumerate(attentions):
         received = weights.sum(dim=2).view(1, 2, 2, 32).mean(dim=2)  # (B, Hkv, T), query groups of 2
@@ -88,6 +88,24 @@ def test_h2o_matches_accumulated_eager_attention(prompt):
         full = dense.layers[layer].keys
         kept = torch.gather(full, 2, expected[..., None].expand(-1, -1, -1, 16))
         assert torch.equal(pressed.layers[layer].keys, kept)
+
+
+def test_h2o_default_splits_budget_between_recent_and_heavy_hitters(prompt):
+    """Paper policy: half of the kept entries are the most recent ones, the rest the heaviest hitters before them."""
+    model = tiny_model("llama", layers=2, vocab=128, attn_implementation="eager")
+    ids = prompt(40)
+    with torch.no_grad():
+        attentions = model(ids, output_attentions=True).attentions
+    _, pressed = prefill(model, ids, H2OPress(compression_ratio=0.5))  # keep 20: 10 recent + 10 heavy hitters
+    _, dense = prefill(model, ids)
+    for layer, weights in enumerate(attentions):
+        received = weights.sum(dim=2).view(1, 2, 2, 40).mean(dim=2)[..., :30]  # (B, Hkv, 30) before the window
+        heavy = received.topk(10, dim=-1).indices
+        expected = torch.cat([heavy, torch.arange(30, 40).expand(1, 2, 10)], dim=-1).sort(dim=-1).values
+        kept = torch.gather(dense.layers[layer].keys, 2, expected[..., None].expand(-1, -1, -1, 16))
+        assert torch.equal(pressed.layers[layer].keys, kept)
+    with pytest.raises(ValueError, match="recent_fraction"):
+        H2OPress(recent_fraction=1.5)
 
 
 def test_snapkv_always_keeps_window(tiny, prompt):

@@ -35,8 +35,8 @@ def all_presses():
         LazyLLMPress(schedule={1: 0.5, 3: 0.25}),
         DeltaPress(budget=32, page_size=8, recent_pages=1, dense_layers=1, selection_layers=[1]),
         HipPress(top_k=16, block_q=16, block_k=8, sink=8, window=8),
-        ComposedPress([StreamingLLMPress(compression_ratio=0.25), DeltaPress(budget=32, page_size=8, dense_layers=1,
-                                                                             selection_layers=[1])]),
+        ComposedPress([StreamingLLMPress(compression_ratio=0.25), DeltaPress(budget=32, page_size=8, recent_pages=1,
+                                                                             dense_layers=1, selection_layers=[1])]),
     ]
 
 
@@ -60,6 +60,8 @@ def test_other_bad_settings():
         LazyLLMPress(schedule={1: 0.3, 2: 0.6})
     with pytest.raises(ValueError, match="budget"):
         DeltaPress(budget=8, page_size=16)
+    with pytest.raises(ValueError, match="fill the whole budget"):
+        DeltaPress(budget=128, page_size=16, recent_pages=8)  # nothing left to select: a pure sliding window
     with pytest.raises(ValueError, match="multiple of block_k"):
         HipPress(top_k=100, block_k=64)
     with pytest.raises(ValueError, match="pooling must be one of avg, max"):

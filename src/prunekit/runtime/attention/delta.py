@@ -12,6 +12,9 @@ Budget = number of attended KV entries per sparse layer. Pages are aligned to th
 most recent `page_size` entries), so only the oldest page can be short; pages are taken whole in score order and
 the last one taken is cut to its most recent entries, so exactly `budget` entries are attended. When the cache
 holds no more than `budget` entries every layer is dense (identical to the model without the press).
+The forced recent pages must leave room for selected ones (recent_pages * page_size < budget): with the paper's 8
+recent pages a budget of 128 would be a pure 128-entry sliding window without the attention-sink page, which on
+SmolLM2-135M broke greedy agreement (0.34 teacher-forced at 512 tokens, bench/runtime/delta.py), so it is an error.
 Installed as an attention function through AttentionInterface, wrapping the model's current implementation.
 """
 
@@ -106,6 +109,10 @@ class DeltaPress(Press):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.recent_pages * self.page_size >= self.budget:
+            raise ConfigError(f"recent_pages ({self.recent_pages}) x page_size ({self.page_size}) fill the whole "
+                              f"budget ({self.budget}): no page would be selected and sparse layers would see only a "
+                              "sliding window; lower recent_pages or raise the budget")
         self.reset()
 
     def reset(self) -> None:

@@ -14,7 +14,8 @@ Target: TTFT <= 0.75 x dense with needle accuracy at most 5 points below dense.
   python bench/runtime/lazyllm.py --per-depth 2 --first 0 --schedules A B C D
   python bench/runtime/lazyllm.py --per-depth 2 --first 0 --schedules A G --window 16 --pool 15
 `--window`/`--pool` switch on the optional SnapKV-style scoring of LazyLLMPress (last 16 queries, max-pool 15);
-the default is the paper's last-token score.
+the default is the paper's last-token score. `--keep-last N` always keeps the last N prompt tokens (the question and
+the answer prefix of the needle prompt are its last ~32 tokens).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ PRESETS = {  # name: schedule {layer: cumulative keep fraction}
 }
 
 
-def parse_schedule(text: str, window: int, pool: int) -> tuple[str, dict]:
+def parse_schedule(text: str, window: int, pool: int, keep_last: int = 1) -> tuple[str, dict]:
     """(config name, LazyLLMPress options) for a preset name or a JSON schedule; scoring options in the name."""
     if text in PRESETS:
         name, schedule = text, PRESETS[text]
@@ -65,7 +66,9 @@ def parse_schedule(text: str, window: int, pool: int) -> tuple[str, dict]:
         name = json.dumps(schedule, separators=(",", ":"))
     if window > 1 or pool > 1:
         name += f"/w{window}p{pool}"
-    return name, {"schedule": schedule, "window": window, "pool": pool}
+    if keep_last > 1:
+        name += f"/last{keep_last}"
+    return name, {"schedule": schedule, "window": window, "pool": pool, "keep_last": keep_last}
 
 
 def save(length: int, profiles: dict, timing: dict, records: dict, quiet: bool = False) -> None:
@@ -106,13 +109,14 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--window", type=int, default=1, help="prompt queries scoring tokens (1 = LazyLLM)")
     parser.add_argument("--pool", type=int, default=1, help="max-pool kernel over scores (1 = LazyLLM)")
+    parser.add_argument("--keep-last", type=int, default=1, help="last prompt tokens always kept (1 = LazyLLM)")
     args = parser.parse_args()
     setup(1)
     lm = load_model()
     model, tok = lm.model, lm.tokenizer
     length = args.length or chosen_length()
     layers = model.config.num_hidden_layers
-    schedules = dict(parse_schedule(s, args.window, args.pool) for s in args.schedules)
+    schedules = dict(parse_schedule(s, args.window, args.pool, args.keep_last) for s in args.schedules)
     previous = read_result("lazyllm") or {}
     if previous.get("length") not in (None, length):
         previous = {}
@@ -120,7 +124,7 @@ def main() -> None:
     for name, options in schedules.items():
         counts = keep_counts(length, options["schedule"], layers)
         profiles[name] = {"schedule": {str(k): v for k, v in options["schedule"].items()}, "window": options["window"],
-                          "pool": options["pool"], "tokens_per_layer": counts,
+                          "pool": options["pool"], "keep_last": options["keep_last"], "tokens_per_layer": counts,
                           "mean_kept_fraction": sum(counts) / (layers * length)}
     timing = previous.get("timing", {})
     if args.timing:

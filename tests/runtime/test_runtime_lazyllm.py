@@ -110,3 +110,16 @@ def test_partial_revival_grows_deep_caches(tiny, prompt, greedy):
     assert lengths[3] == 15 + revived.get(1, 0) + revived.get(3, 0)
     remaining = sum(e.positions.shape[1] for e in press.aux_cache.values())
     assert remaining == 30 - sum(revived.values())
+
+
+def test_keep_last_always_keeps_recent_prompt_tokens(tiny, prompt):
+    model = tiny("llama", 4)
+    ids = prompt(30)
+    press = LazyLLMPress(schedule={2: 0.4, 3: 0.1}, keep_last=6)  # keep 12, then 3 of the last 6
+    with torch.no_grad(), press(model):
+        model(ids, cache=DynamicCache(config=model.config), use_cache=True)
+    assert press.tokens_per_layer == [30, 30, 12, 3]
+    assert set(range(24, 30)) <= set(press._layer_pos[2][0].tolist())
+    assert press._layer_pos[3][0].tolist() == [27, 28, 29]  # keep < keep_last: the most recent ones
+    with pytest.raises(ValueError, match="keep_last"):
+        LazyLLMPress(schedule={1: 0.5}, keep_last=0)

@@ -5,7 +5,9 @@ Fu et al. 2024, "LazyLLM: Dynamic Token Pruning for Efficient Long Context LLM I
 Prefill. `schedule = {layer: keep_fraction}`: from `layer` on, only `keep_count(T, fraction)` of the T prompt
 tokens are processed (fractions are cumulative over the prompt and must not grow with depth; layer 0 cannot
 prune). Importance at pruning layer l = attention that the last token gives each alive token at layer l-1, mean
-over heads. The last token is always kept. Two optional extensions of the score (defaults off = the paper):
+over heads. The last token is always kept (`keep_last` > 1 always keeps the last `keep_last` prompt tokens, e.g.
+the question and chat suffix of a long-context prompt, as SnapKV keeps its observation window). Two optional
+extensions of the score (defaults off = the paper):
 `window` > 1 averages the attention of the last `window` prompt queries instead of the last one, and `pool` > 1
 max-pools the scores over `pool` neighbouring positions, so spans around attended tokens survive together (both
 from SnapKV, Li et al. 2024, arXiv 2404.14469). They matter for retrieval: in SmolLM2-135M the last token's
@@ -71,10 +73,13 @@ def keep_counts(length: int, schedule: Mapping[int, float], layers: int) -> list
     return counts
 
 
-def select_kept(scores: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """scores (B, n) -> (kept, dropped) local row indices, each sorted; the last row is always kept."""
-    scores = scores.clone()
-    scores[:, -1] = float("inf")
+def select_kept(scores: torch.Tensor, keep: int, last: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """scores (B, n) -> (kept, dropped) local row indices, each sorted; the last `last` rows are always kept (the
+    most recent first when `keep` < `last`)."""
+    scores = scores.clone().float()
+    last = min(max(1, last), scores.shape[-1])
+    top = scores.abs().amax() + 1.0 if scores.numel() else 1.0
+    scores[:, -last:] = top + torch.arange(last, dtype=scores.dtype, device=scores.device)
     order = scores.argsort(dim=-1, descending=True, stable=True)  # (B, n)
     return order[:, :keep].sort(dim=-1).values, order[:, keep:].sort(dim=-1).values
 
@@ -96,6 +101,7 @@ class LazyLLMPress(Press):
     revive_fraction: float | None = None
     window: int = 1
     pool: int = 1
+    keep_last: int = 1
 
     drops_tokens: ClassVar[bool] = True
 
@@ -117,6 +123,9 @@ class LazyLLMPress(Press):
         if not isinstance(self.pool, int) or isinstance(self.pool, bool) or self.pool < 1 or self.pool % 2 == 0:
             raise ConfigError(f"pool must be a positive odd integer (max-pool kernel over positions), "
                               f"got {self.pool!r}")
+        if not isinstance(self.keep_last, int) or isinstance(self.keep_last, bool) or self.keep_last < 1:
+            raise ConfigError(f"keep_last must be a positive integer (prompt tokens always kept), got "
+                              f"{self.keep_last!r}")
         if self.revive_fraction is not None and not 0.0 < self.revive_fraction <= 1.0:
             raise ConfigError(f"revive_fraction must be in (0, 1] or None, got {self.revive_fraction!r}")
         self.schedule = schedule
@@ -191,7 +200,7 @@ class LazyLLMPress(Press):
         if index in self.schedule and self._scores is not None:
             keep = keep_counts(self._length, self.schedule, index + 1)[index]
             if keep < hidden.shape[1]:
-                kept, dropped = select_kept(self._scores, keep)  # (B, keep), (B, n - keep)
+                kept, dropped = select_kept(self._scores, keep, self.keep_last)  # (B, keep), (B, n - keep)
                 self.aux_cache[index] = AuxEntry(gather_rows(hidden, dropped, 1), gather_rows(self._alive, dropped, 1))
                 hidden = gather_rows(hidden, kept, 1)
                 self._alive = gather_rows(self._alive, kept, 1)

@@ -75,21 +75,56 @@ def eval_(
         help="Evaluation corpus (prunekit list corpora) or a .txt/.jsonl file.")] = "wiki",
     window: Annotated[int, typer.Option(help="Tokens per perplexity window.")] = 1024,
     windows: Annotated[int, typer.Option(help="Number of non-overlapping windows from the evaluation split.")] = 16,
-    tasks: Annotated[str, typer.Option(help="Comma-separated tasks (prunekit list tasks).")] = "perplexity,efficiency",
+    tasks: Annotated[str | None, typer.Option(
+        help="Comma-separated tasks (prunekit list tasks); default perplexity,efficiency, or needle with "
+        "--press.")] = None,
+    press: Annotated[list[str] | None, typer.Option(
+        "--press", help="Also evaluate inside this inference-time press (prunekit list presses); repeat to "
+        "compare several against dense.")] = None,
+    press_ratio: Annotated[float | None, typer.Option(
+        "--press-ratio", help="compression_ratio of every --press (fraction of KV entries removed, in [0, 1)).")]
+    = None,
+    press_option: Annotated[list[str] | None, typer.Option(
+        "--press-option", help="Press option key=value (YAML value, repeatable), e.g. budget=512.")] = None,
+    needle_length: Annotated[int, typer.Option(help="Needle task: prompt length in tokens.")] = 1024,
+    needle_samples: Annotated[int, typer.Option(help="Needle task: samples per depth (5 depths).")] = 4,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Output folder (default runs/eval-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
 ) -> None:
-    """Evaluate a model (perplexity, size, MACs, latency) and write a report; the dense perplexity is cached."""
+    """Evaluate a model (perplexity, size, MACs, latency, needle retrieval) and write a report; the dense
+    perplexity is cached. With --press, each press is a variant evaluated against the dense model."""
     from .pipeline import run_recipe
     from .recipe import parse_recipe
 
+    if press_ratio is not None or press_option:
+        if not press:
+            raise PrunekitError("--press-ratio and --press-option need at least one --press NAME.")
+    options = _press_options(press_option or [])
+    if press_ratio is not None:
+        options["compression_ratio"] = press_ratio
+    tasks = tasks or ("needle" if press else "perplexity,efficiency")
     recipe = parse_recipe({
         "name": "eval", "model": model,
         "evaluation": {"tasks": [t.strip() for t in tasks.split(",") if t.strip()],
-                       "perplexity": {"corpus": corpus, "window": window, "windows": windows}},
+                       "perplexity": {"corpus": corpus, "window": window, "windows": windows},
+                       "needle": {"lengths": [needle_length], "samples": needle_samples}},
+        "variants": [{"name": name, "stages": [{"press": {"name": name, **options}}]} for name in press or []],
     })
     _finish(run_recipe(recipe, output=output, overwrite=overwrite))
+
+
+def _press_options(items: list[str]) -> dict:
+    """key=value pairs with YAML values."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise PrunekitError(f"--press-option '{item}' must look like key=value")
+        options[key.strip()] = yaml.safe_load(raw)
+    return options
 
 
 @app.command("context")
@@ -124,17 +159,19 @@ def context(
 @app.command("list")
 def list_(
     kind: Annotated[str | None, typer.Argument(
-        help="models, corpora, methods, tasks or stages (default: all).")] = None,
+        help="models, corpora, methods, tasks, stages or presses (default: all).")] = None,
 ) -> None:
-    """List the registered models, corpora, methods, tasks and recipe stages."""
+    """List the registered models, corpora, methods, tasks, recipe stages and inference-time presses."""
     from .data import CORPORA
     from .errors import unknown_name
     from .evaluate.tasks import TASKS
     from .methods import METHODS
     from .models import MODELS
     from .recipe.stages import STAGES
+    from .runtime.registry import PRESSES
 
-    registries = {"models": MODELS, "corpora": CORPORA, "methods": METHODS, "tasks": TASKS, "stages": STAGES}
+    registries = {"models": MODELS, "corpora": CORPORA, "methods": METHODS, "tasks": TASKS, "stages": STAGES,
+                  "presses": PRESSES}
     if kind is not None and kind not in registries:
         raise unknown_name("list kind", kind, registries)
     for name, registry in registries.items():

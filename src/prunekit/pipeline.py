@@ -69,7 +69,8 @@ def run_recipe(recipe: Recipe, *, output: str | None = None, overwrite: bool = F
             loaded.adapter = type(dense.adapter)(loaded.model)
             loaded.fingerprint = None  # modified: never read the dense cache
             stage_reports = [run_stage(stage, loaded, ctx, variant.name) for stage in variant.stages]
-            metrics = evaluate_loaded(loaded, recipe.evaluation)
+            press = ctx.extras.pop(("press", variant.name), None)
+            metrics = evaluate_loaded(loaded, recipe.evaluation, press=press)
             rows.append({"variant": variant.name, "metrics": metrics, "stages": stage_reports})
             del loaded
         report = {
@@ -96,6 +97,13 @@ def run_stage(stage: Any, loaded: Any, ctx: RunContext, variant: str) -> dict:
         ctx.extras.setdefault(("plan", variant), []).append(
             {"stage": stage.to_dict(), "layers": details.get("layers", {}), "plan": details.get("plan")})
         details = {k: v for k, v in details.items() if k != "plan"}  # the plan goes to the saved folder
+    elif stage.kind == "press":
+        log(f"  press: {stage.options.name}")
+        if ("press", variant) in ctx.extras:
+            raise ConfigError(f"Variant '{variant}' has more than one press stage; recipes run one press "
+                              "per variant")
+        ctx.extras[("press", variant)] = stage.options.build()
+        details = {"press": stage.options.name}
     elif stage.kind == "save":
         from .io import save_model
 

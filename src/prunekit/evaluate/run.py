@@ -56,12 +56,27 @@ def efficiency_task(loaded: Any, config: Any, **_: Any) -> dict[str, float]:
     }
 
 
-def evaluate_loaded(loaded: Any, config: Any, *, dense: bool = False) -> dict[str, float]:
-    """All tasks of an EvaluationConfig; `dense=True` allows the cached dense perplexity."""
+def evaluate_loaded(loaded: Any, config: Any, *, dense: bool = False, press: Any = None) -> dict[str, float]:
+    """All tasks of an EvaluationConfig; `dense=True` allows the cached dense perplexity.
+
+    With an inference-time `press` (prunekit.runtime), the needle task enters the press around each generation and
+    every other task runs inside `with press(model)`; perplexity is skipped (NaN) for presses that drop tokens
+    (LazyLLM), whose pruned rows carry no predictions."""
+
     from .tasks import TASKS
 
     results: dict[str, float] = {}
     for task in config.tasks:
-        log(f"evaluating {task} ...")
-        results.update(TASKS.load(task)(loaded, config, use_cache=dense))
+        log(f"evaluating {task} ..." + (f" (press {type(press).__name__})" if press is not None else ""))
+        run = TASKS.load(task)
+        if press is None:
+            results.update(run(loaded, config, use_cache=dense))
+        elif task == "needle":
+            results.update(run(loaded, config, press=press))
+        elif task == "perplexity" and getattr(press, "drops_tokens", False):
+            log(f"perplexity skipped: {type(press).__name__} drops prompt tokens")
+            results["perplexity"] = float("nan")
+        else:
+            with press(loaded.model):
+                results.update(run(loaded, config))
     return results

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, unknown_name
+from ..evaluate.needle import NeedleConfig
 
 
 @dataclass
@@ -47,6 +48,7 @@ class EvaluationConfig:
     tasks: list[str] = field(default_factory=lambda: ["perplexity", "efficiency"])
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
     efficiency: EfficiencyConfig = field(default_factory=EfficiencyConfig)
+    needle: NeedleConfig = field(default_factory=NeedleConfig)
 
 
 @dataclass

@@ -44,7 +44,38 @@ def _parse_prune(data: Any, where: str) -> PruneOptions:
     return PruneOptions(entry.name, from_dict(entry.config, options, where))
 
 
+@dataclass
+class PressOptions:
+    """An inference-time press (prunekit.runtime) that the variant's evaluation runs inside."""
+
+    name: str
+    options: dict
+
+    def build(self) -> Any:
+        from ..runtime.registry import make_press
+
+        return make_press(self.name, **self.options)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **self.options}
+
+
+def _parse_press(data: Any, where: str) -> PressOptions:
+    from ..runtime.registry import PRESSES
+
+    if not isinstance(data, dict) or "name" not in data:
+        raise ConfigError(f"'{where}' needs a 'name'. Valid presses: {', '.join(PRESSES.names())}.")
+    options = dict(data)
+    name = str(options.pop("name"))
+    PRESSES.get(name, f"{where}.name")
+    parsed = PressOptions(name, options)
+    parsed.build()  # validates every option before any weights load
+    return parsed
+
+
 STAGES.register("prune", _parse_prune, summary="prune the model with a registered method")
+STAGES.register("press", _parse_press,
+                summary="evaluate this variant inside an inference-time press (prunekit list presses)")
 STAGES.register("save", lambda data, where: from_dict(SaveOptions, data, where),
                 summary="save the model as a Hugging Face folder (weights, plan, resolved recipe)")
 

@@ -1,0 +1,89 @@
+"""`prunekit eval --press` and recipe `press` stages: presses are variants evaluated against the dense model."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from prunekit.api import run
+from prunekit.cli import app
+from prunekit.errors import ConfigError, PrunekitError
+from prunekit.recipe import parse_recipe
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    path.write_text("\n\n".join(f"The river number {i} flows past the old mill and the quiet town. " * 4
+                                for i in range(200)))
+    return str(path)
+
+
+def rows(report_dir) -> dict:
+    report = json.loads((report_dir / "report.json").read_text())
+    return {row["variant"]: row["metrics"] for row in report["results"]}
+
+
+def test_eval_press_variants_against_dense(tiny_llama_dir, corpus, tmp_path):
+    """A KV press leaves the full-sequence forward exact, so its perplexity equals dense; a token-dropping press
+    (LazyLLM) has no perplexity (NaN); the model is unchanged afterwards."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "-q", "eval", str(tiny_llama_dir), "--corpus", corpus, "--window", "32", "--windows", "2",
+        "--tasks", "perplexity", "--press", "streamingllm", "--press", "knorm", "--press-ratio", "0.5",
+        "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = rows(out)
+    assert list(metrics) == ["dense", "streamingllm", "knorm"]
+    assert metrics["streamingllm"]["perplexity"] == pytest.approx(metrics["dense"]["perplexity"], rel=1e-5)
+    out2 = tmp_path / "out2"
+    result = CliRunner().invoke(app, [
+        "-q", "eval", str(tiny_llama_dir), "--corpus", corpus, "--window", "32", "--windows", "2",
+        "--tasks", "perplexity", "--press", "lazyllm", "--press-option", "schedule={1: 0.5}", "-o", str(out2)])
+    assert result.exit_code == 0, result.output
+    assert math.isnan(rows(out2)["lazyllm"]["perplexity"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--press-ratio", "0.5"], "need at least one --press"),
+    (["--press", "snapkv", "--press-ratio", "1.0"], r"compression_ratio must be a number in \[0, 1\)"),
+    (["--press", "nosuch"], "Unknown press 'nosuch'"),
+    (["--press", "delta", "--press-option", "budget=128"], "fill the whole budget"),
+])
+def test_eval_press_bad_input_fails_before_loading(tiny_llama_dir, args, message):
+    result = CliRunner().invoke(app, ["-q", "eval", str(tiny_llama_dir), "--tasks", "perplexity", *args])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, PrunekitError)
+    assert re.search(message, str(result.exception)), result.exception
+
+
+def test_recipe_press_stage_runs_needle_inside_press(tiny_llama_dir, corpus, tmp_path, monkeypatch):
+    """The needle task of a press variant generates inside the press (entered once per sample)."""
+    from prunekit.runtime import StreamingLLMPress
+
+    entered = []
+    original = StreamingLLMPress.__call__
+
+    def spy(self, model):
+        entered.append(type(model).__name__)
+        return original(self, model)
+
+    monkeypatch.setattr(StreamingLLMPress, "__call__", spy)
+    recipe = parse_recipe({
+        "name": "press", "model": str(tiny_llama_dir),
+        "evaluation": {"tasks": ["needle"], "needle": {"lengths": [96], "depths": [0.5], "samples": 2,
+                                                        "corpus": corpus, "template": "plain",
+                                                        "max_new_tokens": 2}},
+        "variants": [{"name": "stream", "stages": [{"press": {"name": "streamingllm", "compression_ratio": 0.5}}]}],
+    })
+    report = run(recipe, output=str(tmp_path / "needle"))
+    metrics = {row["variant"]: row["metrics"] for row in report["results"]}
+    assert metrics["dense"]["needle_samples"] == 2 and metrics["stream"]["needle_samples"] == 2
+    assert 0.0 <= metrics["stream"]["needle_accuracy"] <= 1.0
+    assert len(entered) == 2  # once per sample, only for the press variant
+    with pytest.raises(ConfigError, match="Unknown option 'ratio'"):
+        parse_recipe({"variants": [{"name": "x", "stages": [{"press": {"name": "snapkv", "ratio": 0.5}}]}]})

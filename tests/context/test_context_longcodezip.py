@@ -224,3 +224,35 @@ def test_query_nll_is_in_input_order_for_any_batch_size(tiny_lm, textwrap_source
     one = query_nll(model, tok, prefixes, "What does wrap return?", max_length=128, batch_size=1)
     sorted_batches = query_nll(model, tok, prefixes, "What does wrap return?", max_length=128, batch_size=2)
     assert one.shape == (5,) and torch.allclose(one, sorted_batches, atol=1e-4)
+
+
+def test_query_nll_truncates_long_prefixes_at_the_chosen_end(tiny_lm):
+    from prunekit.context.lm import encode, query_nll
+
+    model, tok = tiny_lm
+    words = ("cat dog sun red car box tree fish bird rain " * 30).split()  # single WordPiece tokens
+    assert len(encode(tok, " ".join(words))) == len(words)
+    query, max_length = "where is the red box?", 64
+    cut = max_length - len(encode(tok, query)) - 1 - len(encode(tok, "\n\n"))  # room left after anchor and query
+    long = " ".join(words[:-3] + ["moon", "star", "sky"])  # head and tail differ
+    head = query_nll(model, tok, [long, " ".join(words[:cut])], query, max_length, keep="head")
+    tail_text = " ".join((words[:-3] + ["moon", "star", "sky"])[-cut:])
+    tail = query_nll(model, tok, [long, tail_text], query, max_length, keep="tail")
+    assert torch.allclose(head[0], head[1], atol=1e-5) and torch.allclose(tail[0], tail[1], atol=1e-5)
+    assert not torch.allclose(head[0], tail[0], atol=1e-4)
+    with pytest.raises(ValueError, match="keep='middle'"):
+        query_nll(model, tok, [long], query, max_length, keep="middle")
+    with pytest.raises(ValueError, match="truncate='middle'"):
+        LongCodeZipConfig(truncate="middle")
+
+
+def test_unused_share_passes_to_the_next_most_relevant_chunk(tiny_lm):
+    from prunekit.context.longcodezip import _Block
+
+    pruner = LongCodeZipPruner(*tiny_lm)
+    # chunk 0: head 10 + three blocks of 30 (share 77: two blocks fit, 7 left); chunk 1: head 5 + one block of
+    # 25 (share 23 < 30 alone; 30 with the 7 passed on). Equal AMIs: shares proportional to size (100 : 30).
+    blocks = [_Block(0, 0, 1, 10, float("inf")), _Block(0, 1, 2, 30, 3.0), _Block(0, 2, 3, 30, 2.0),
+              _Block(0, 3, 4, 30, 1.0), _Block(1, 4, 5, 5, float("inf")), _Block(1, 5, 6, 25, 1.0)]
+    pruner._select(blocks, [0, 1], [1.0, 1.0], 100)
+    assert [b.kept for b in blocks] == [True, True, True, False, True, True]

@@ -95,9 +95,11 @@ def token_logprobs(model: Any, tokenizer: Any, ids: Sequence[int], window: int =
 
 @torch.no_grad()
 def query_nll(model: Any, tokenizer: Any, prefixes: Sequence[str], query: str, max_length: int = 512,
-              batch_size: int = 8, separator: str = "\n\n") -> torch.Tensor:
-    """Mean negative log-likelihood of the query tokens given each ``prefix + separator`` (left-truncated
-    to fit ``max_length``); an empty prefix gives the unconditional value."""
+              batch_size: int = 8, separator: str = "\n\n", keep: str = "head") -> torch.Tensor:
+    """Mean negative log-likelihood of the query tokens given each ``prefix + separator``; an empty prefix
+    gives the unconditional value. A prefix too long for ``max_length`` keeps its first tokens
+    (``keep="head"``: for code, the signature and docstring that name the chunk) or its last ones
+    (``keep="tail"``); the separator always stays."""
     anchor = anchor_id(tokenizer)
     head = [anchor] if anchor is not None else []
     q_ids = encode(tokenizer, query)[: max(1, max_length // 2)]
@@ -106,10 +108,16 @@ def query_nll(model: Any, tokenizer: Any, prefixes: Sequence[str], query: str, m
         return torch.zeros(len(prefixes))
     sep = encode(tokenizer, separator)
     room = max(0, max_length - len(q_ids) - len(head))
+    if keep not in ("head", "tail"):
+        raise ValueError(f"keep={keep!r} is invalid; valid: 'head' or 'tail'.")
     rows = []
     for prefix in prefixes:
-        p_ids = encode(tokenizer, prefix) + sep if prefix else []
-        rows.append(head + (p_ids[max(0, len(p_ids) - room) :] if room else []) + q_ids)
+        p_ids = encode(tokenizer, prefix) if prefix else []
+        if p_ids:
+            cut = max(0, room - len(sep))
+            p_ids = (p_ids[:cut] if keep == "head" else p_ids[max(0, len(p_ids) - cut) :]) if cut else []
+            p_ids = p_ids + sep if p_ids else []
+        rows.append(head + p_ids + q_ids)
     device = _device(model)
     m = len(q_ids)
     result = torch.zeros(len(rows))
@@ -131,11 +139,11 @@ def query_nll(model: Any, tokenizer: Any, prefixes: Sequence[str], query: str, m
 
 
 def approx_mutual_information(model: Any, tokenizer: Any, contexts: Sequence[str], query: str,
-                              max_length: int = 512, batch_size: int = 8) -> torch.Tensor:
+                              max_length: int = 512, batch_size: int = 8, keep: str = "head") -> torch.Tensor:
     """AMI(c) = PPL(query) - PPL(query | c) for each context (higher: c helps predict the query)."""
     if not contexts:
         return torch.zeros(0)
-    nll = query_nll(model, tokenizer, ["", *contexts], query, max_length, batch_size)
+    nll = query_nll(model, tokenizer, ["", *contexts], query, max_length, batch_size, keep=keep)
     ppl = torch.exp(nll.clamp(max=50.0))
     return ppl[0] - ppl[1:]
 

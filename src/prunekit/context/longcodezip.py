@@ -3,9 +3,9 @@ Code Language Models", ASE 2025, arXiv 2510.00446). Training-free; needs any cau
 
 1. **Coarse.** Split the code into function-level chunks (:mod:`prunekit.context.codechunks`). Rank
    them by approximate mutual information with the query, ``AMI(c) = PPL(q) - PPL(q | c)``, the
-   perplexity of the query tokens with and without ``c + "\\n\\n"`` in front (batched, chunks
-   left-truncated to ``max_length`` tokens). Take chunks by descending AMI, skipping those that do
-   not fit, up to ``target / fine_ratio`` tokens.
+   perplexity of the query tokens with and without ``c + "\\n\\n"`` in front (batched; a chunk longer
+   than ``max_length`` tokens keeps its head, the signature and docstring that name it). Take chunks
+   by descending AMI, skipping those that do not fit, up to ``target / fine_ratio`` tokens.
 2. **Fine.** Inside each kept chunk of >= ``min_lines`` lines, each line gets its log-perplexity
    (mean token NLL given the previous lines of the chunk) and a line starts a new block when it
    exceeds ``mean + spike_k * std`` of its neighbours within ``spike_window`` lines
@@ -14,7 +14,9 @@ Code Language Models", ASE 2025, arXiv 2510.00446). Training-free; needs any cau
    (:func:`~prunekit.context.knapsack.allocate_budget`, the paper's adaptive budget, ``beta``). A chunk's
    first line (its signature) is always kept; the other blocks are chosen by 0/1 knapsack (value = block
    AMI shifted to be positive, so the budget is used; weight = tokens): exact DP when
-   ``blocks * (capacity + 1) <= max_cells``, greedy by value/weight otherwise. Shorter chunks are kept whole.
+   ``blocks * (capacity + 1) <= max_cells``, greedy by value/weight otherwise. Chunks are visited by
+   descending AMI and the share one leaves unused (blocks are indivisible) is added to the next one's.
+   Shorter chunks are kept whole (or dropped when their share is under half their size).
 3. **Rendering and exact budget.** Each run of dropped lines becomes one marker line in the language's
    comment style with the indentation of the first dropped line, e.g. ``    # ... (12 lines omitted)``
    (runs of blank lines vanish without a marker). The joined text, markers included, is re-counted, and
@@ -55,6 +57,7 @@ class LongCodeZipConfig:
     min_lines: int = 5
     max_block_lines: int = 12
     max_length: int = 512
+    truncate: str = "head"  # a chunk longer than max_length keeps its first tokens ("tail": its last)
     batch_size: int = 8
     max_cells: int = 200_000
     tolerance: float = 0.01  # accepted shortfall below the target, as a fraction of the original
@@ -65,6 +68,8 @@ class LongCodeZipConfig:
             raise ConfigError(f"fine_ratio={self.fine_ratio} is invalid; valid: a float in (0, 1].")
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"tolerance={self.tolerance} is invalid; valid: a float in [0, 1).")
+        if self.truncate not in ("head", "tail"):
+            raise ConfigError(f"truncate={self.truncate!r} is invalid; valid: 'head' or 'tail'.")
         if self.min_lines < 1 or self.max_block_lines < 1 or self.max_length < 8:
             raise ConfigError("min_lines and max_block_lines must be >= 1 and max_length >= 8.")
 
@@ -105,7 +110,7 @@ class LongCodeZipPruner(ContextPruner):
         """Approximate mutual information of each context with the query."""
         cfg = self.config
         values = approx_mutual_information(self.model, self.tokenizer, contexts, query, cfg.max_length,
-                                           cfg.batch_size)
+                                           cfg.batch_size, keep=cfg.truncate)
         return [float(v) for v in values]
 
     def line_scores(self, lines: list[str]) -> list[float]:
@@ -167,11 +172,14 @@ class LongCodeZipPruner(ContextPruner):
         """Adaptive per-chunk budgets, then a knapsack over each chunk's blocks."""
         by_chunk = {c: [b for b in blocks if b.chunk == c] for c in selected}
         sizes = [sum(b.weight for b in by_chunk[c]) for c in selected]
-        shares = allocate_budget(sizes, [chunk_ami[c] for c in selected], target, self.config.beta)
-        for c, share in zip(selected, shares, strict=True):
-            group = by_chunk[c]
+        shares = dict(zip(selected, allocate_budget(sizes, [chunk_ami[c] for c in selected], target,
+                                                    self.config.beta), strict=True))
+        carry = 0  # share a chunk could not use (block granularity) passes to the next most relevant one
+        for c in sorted(selected, key=lambda c: (-chunk_ami[c], c)):
+            group, share = by_chunk[c], shares[c] + carry
             if len(group) == 1:
                 group[0].kept = group[0].weight <= share or share >= 0.5 * group[0].weight
+                carry = share - group[0].weight if group[0].kept else share
                 continue
             head, rest = group[0], group[1:]
             head.kept = True
@@ -180,6 +188,7 @@ class LongCodeZipPruner(ContextPruner):
             picked = knapsack(values, [b.weight for b in rest], max(0, share - head.weight), self.config.max_cells)
             for i in picked:
                 rest[i].kept = True
+            carry = share - head.weight - sum(rest[i].weight for i in picked)
 
     # -- rendering -------------------------------------------------------------------------------
     def render(self, lines: list[str], keep: list[bool]) -> tuple[str, list[Span]]:

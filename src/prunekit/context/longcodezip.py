@@ -5,7 +5,8 @@ Code Language Models", ASE 2025, arXiv 2510.00446). Training-free; needs any cau
    them by approximate mutual information with the query, ``AMI(c) = PPL(q) - PPL(q | c)``, the
    perplexity of the query tokens with and without ``c + "\\n\\n"`` in front (batched; a chunk longer
    than ``max_length`` tokens keeps its head, the signature and docstring that name it). Take chunks
-   by descending AMI, skipping those that do not fit, up to ``target / fine_ratio`` tokens.
+   by descending AMI until ``target / fine_ratio + coarse_extra`` tokens (the paper's budget: target
+   + 100 tokens) are used, the chunk crossing that line included.
 2. **Fine.** Inside each kept chunk of >= ``min_lines`` lines, each line gets its log-perplexity
    (mean token NLL given the previous lines of the chunk) and a line starts a new block when it
    exceeds ``mean + spike_k * std`` of its neighbours within ``spike_window`` lines
@@ -50,7 +51,8 @@ class LongCodeZipConfig:
     """Options of :class:`LongCodeZipPruner` (defaults follow the paper where it gives one)."""
 
     language: str = "python"
-    fine_ratio: float = 0.7  # share of the coarse selection the fine stage keeps
+    fine_ratio: float = 1.0  # coarse budget = target / fine_ratio + coarse_extra tokens
+    coarse_extra: int = 100  # the paper's ``context_budget="+100"``
     beta: float = 0.5  # adaptive-budget tilt
     spike_k: float = 1.0
     spike_window: int = 3
@@ -64,6 +66,8 @@ class LongCodeZipConfig:
 
     def __post_init__(self) -> None:
         check_language(self.language)
+        if self.coarse_extra < 0:
+            raise ConfigError(f"coarse_extra={self.coarse_extra} is invalid; valid: an int >= 0.")
         if not 0 < self.fine_ratio <= 1:
             raise ConfigError(f"fine_ratio={self.fine_ratio} is invalid; valid: a float in (0, 1].")
         if not 0 <= self.tolerance < 1:
@@ -131,12 +135,15 @@ class LongCodeZipPruner(ContextPruner):
 
     # -- stages ----------------------------------------------------------------------------------
     def _coarse(self, chunk_tokens: list[int], chunk_ami: list[float], capacity: float) -> list[int]:
+        """Chunks by descending AMI until ``capacity`` is used up; the chunk that crosses it is taken too
+        (the fine stage trims it), so a relevant chunk is never skipped for its size."""
         order = sorted(range(len(chunk_tokens)), key=lambda i: (-chunk_ami[i], i))
         chosen, used = [], 0
         for i in order:
-            if used + chunk_tokens[i] <= capacity:
-                chosen.append(i)
-                used += chunk_tokens[i]
+            if used >= capacity:
+                break
+            chosen.append(i)
+            used += chunk_tokens[i]
         return sorted(chosen)
 
     def _fine_blocks(self, query: str, lines: list[str], chunks: list[Chunk], selected: list[int],
@@ -289,7 +296,7 @@ class LongCodeZipPruner(ContextPruner):
         chunk_texts = ["".join(lines[c.start : c.end]) for c in chunks]
         chunk_ami = self.ami(query, chunk_texts)
         chunk_tokens = [sum(line_tokens[c.start : c.end]) for c in chunks]
-        selected = self._coarse(chunk_tokens, chunk_ami, target / cfg.fine_ratio)
+        selected = self._coarse(chunk_tokens, chunk_ami, target / cfg.fine_ratio + cfg.coarse_extra)
         blocks = self._fine_blocks(query, lines, chunks, selected, chunk_ami, line_tokens)
         self._select(blocks, selected, chunk_ami, target)
         keep = self._fit(lines, blocks, target, max(1, int(cfg.tolerance * n_tokens)))

@@ -256,3 +256,13 @@ def test_unused_share_passes_to_the_next_most_relevant_chunk(tiny_lm):
               _Block(0, 3, 4, 30, 1.0), _Block(1, 4, 5, 5, float("inf")), _Block(1, 5, 6, 25, 1.0)]
     pruner._select(blocks, [0, 1], [1.0, 1.0], 100)
     assert [b.kept for b in blocks] == [True, True, True, False, True, True]
+
+
+def test_coarse_takes_chunks_in_ami_order_including_the_one_crossing_the_budget(tiny_lm):
+    pruner = LongCodeZipPruner(*tiny_lm)
+    # 50 tokens used after the best chunk; the 300-token second best crosses 100 and is still taken; then stop
+    assert pruner._coarse([50, 300, 20], [3.0, 2.0, 1.0], 100) == [0, 1]
+    assert pruner._coarse([50, 30, 20], [3.0, 2.0, 1.0], 100) == [0, 1, 2]
+    assert pruner._coarse([120, 30, 20], [1.0, 2.0, 3.0], 40) == [1, 2]
+    with pytest.raises(ValueError, match="coarse_extra=-1"):
+        LongCodeZipConfig(coarse_extra=-1)

@@ -11,14 +11,17 @@ Setup (all seeded, stated in the JSON):
   random (uniform scores, seeded per question) and lead (earlier sentences first). ``allow_partial`` is on
   (default), so each may add one truncated sentence to land on the rate; a sentence counts as kept only
   when its whole span is kept.
-- Reader: SmolLM2-135M-Instruct, prompt ``"{context}\\n\\nQuestion: {question}\\nAnswer:"``, greedy,
+- Reader: SmolLM2-135M-Instruct; ``--prompt chat`` (default): its chat template, one made-up demonstration
+  exchange (``DEMO_*``), then the user turn
+  ``"{context}\\n\\nQuestion: {question}\\nAnswer with a short span copied from the context, nothing else."``;
+  ``--prompt plain``: ``"{context}\\n\\nQuestion: {question}\\nAnswer:"``; greedy,
   at most 16 new tokens, cut at the first newline; SQuAD v1.1 token F1 / EM (max over references) on the
   first ``--reader-n`` sampled questions. The F1 gap has a paired bootstrap 95% interval (2,000 draws).
 - Throughput: original tokens per second of ``SentencePruner.prune`` on CPU (1 thread, models loaded
   once, one warm-up call), over the ``--n`` contexts; both with reader-tokenizer counting (as above)
   and with the default MiniLM counting.
 
-  python bench/context/squad.py [--n 200] [--reader-n 80] [--seed 0]
+  python bench/context/squad.py [--n 200] [--reader-n 80] [--seed 0] [--prompt chat|plain] [--no-throughput]
 Writes bench/results/context-squad.json.
 """
 
@@ -76,10 +79,28 @@ def answer_unit(context: str, start: int) -> tuple[int, int]:
     return (after[0].start, after[0].end) if after else (units[-1].start, units[-1].end)
 
 
+INSTRUCTION = "Answer with a short span copied from the context, nothing else."
+# one made-up demonstration turn (not from SQuAD) showing the answer format
+DEMO_CONTEXT = ("The Harlow Bridge crosses the river Esk. It was designed by the engineer Mary Quill and opened "
+                "in 1874, after six years of work. Its central arch spans 42 metres.")
+DEMO_QUESTION = "Who designed the Harlow Bridge?"
+DEMO_ANSWER = "Mary Quill"
+
+
+def reader_prompt(tokenizer, context: str, question: str, style: str) -> str:
+    """``plain``: context, question, "Answer:"; ``chat``: the model's chat template with the instruction."""
+    if style == "plain" or getattr(tokenizer, "chat_template", None) is None:
+        return f"{context}\n\nQuestion: {question}\nAnswer:"
+    turns = [{"role": "user", "content": f"{DEMO_CONTEXT}\n\nQuestion: {DEMO_QUESTION}\n{INSTRUCTION}"},
+             {"role": "assistant", "content": DEMO_ANSWER},
+             {"role": "user", "content": f"{context}\n\nQuestion: {question}\n{INSTRUCTION}"}]
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
 @torch.no_grad()
-def answer(lm, context: str, question: str, max_new_tokens: int = 16) -> str:
-    prompt = f"{context}\n\nQuestion: {question}\nAnswer:"
-    enc = lm.tokenizer(prompt, return_tensors="pt")
+def answer(lm, context: str, question: str, style: str = "chat", max_new_tokens: int = 16) -> str:
+    prompt = reader_prompt(lm.tokenizer, context, question, style)
+    enc = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=style == "plain")
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                             pad_token_id=lm.tokenizer.eos_token_id)
     text = lm.tokenizer.decode(out[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
@@ -110,6 +131,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reader-methods", nargs="*", default=["full", "ours", "random"])
+    parser.add_argument("--prompt", choices=["chat", "plain"], default="chat", help="reader prompt style")
+    parser.add_argument("--no-throughput", action="store_true",
+                        help="skip the timing (bench/context/throughput.py measures it alone on a quiet machine)")
     args = parser.parse_args()
     setup()
     articles = squad_articles()
@@ -138,9 +162,11 @@ def main() -> None:
         print(f"{name}: {retention[name]}", flush=True)
     tokens = [p.original_tokens for p in pruned["ours"]]
 
-    speed = {"reader_tokenizer_counting": throughput(pruners["ours"], items, args.rate),
-             "minilm_counting_default": throughput(SentencePruner(minilm), items, args.rate)}
-    print(f"throughput: {speed}", flush=True)
+    speed = {}
+    if not args.no_throughput:
+        speed = {"reader_tokenizer_counting": throughput(pruners["ours"], items, args.rate),
+                 "minilm_counting_default": throughput(SentencePruner(minilm), items, args.rate)}
+        print(f"throughput: {speed}", flush=True)
 
     reader_items = items[: args.reader_n]
     reader: dict[str, dict] = {}
@@ -148,7 +174,7 @@ def main() -> None:
         f1s, ems, preds, start = [], [], [], time.perf_counter()
         for i, item in enumerate(reader_items):
             context = item["context"] if method == "full" else pruned[method][i].text
-            pred = answer(lm, context, item["question"])
+            pred = answer(lm, context, item["question"], args.prompt)
             preds.append(pred)
             f1s.append(squad_f1(pred, item["answers"]))
             ems.append(exact_match(pred, item["answers"]))
@@ -182,7 +208,7 @@ def main() -> None:
         "seed": args.seed, "n": args.n, "reader_n": len(reader_items), "n_other": args.n_other, "rate": args.rate,
         "counting": "SmolLM2-135M tokenizer", "context_tokens": {"min": min(tokens), "max": max(tokens),
                                                                    "mean": sum(tokens) / len(tokens)},
-        "retention": retention, "reader": reader, "f1_gap": gaps, "throughput": speed,
+        "reader_prompt": args.prompt, "retention": retention, "reader": reader, "f1_gap": gaps, "throughput": speed,
         "ids": [item["id"] for item in items], "tables": [ret_table, reader_table, speed_table]})
     print(f"wrote {path}")
 

@@ -10,7 +10,7 @@ A case passes when the function's ``def`` line is in the output and at least hal
 lines are ("most of its body"). Also reported: the ``def`` line alone, the mean kept share of the body,
 whether the coarse stage selected the function's chunk and the chunk's AMI rank among the module's chunks.
 
-  python bench/context/longcodezip.py [--n 30] [--seed 0] [--coarse-prior none|identifier] [--tag before]
+  python bench/context/longcodezip.py [--n 30] [--seed 0] [--tag seed1]
 A case takes 15-110 s on one CPU thread: the script stops starting cases after --max-seconds (540) and
 resumes from ~/.cache/prunekit/bench/context-longcodezip[-tag].partial.jsonl when run again; it writes
 bench/results/context-longcodezip[-tag].json once every case is done.
@@ -73,7 +73,6 @@ def main() -> None:
     parser.add_argument("--hi", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=1 / 3)
-    parser.add_argument("--coarse-prior", default=None, help="LongCodeZipConfig.coarse_prior, if supported")
     parser.add_argument("--tag", default="")
     parser.add_argument("--max-seconds", type=float, default=540,
                         help="stop starting new cases after this long; rerun to resume")
@@ -81,12 +80,11 @@ def main() -> None:
     setup()
     lm = load("smollm2-135m")
     counter = TokenCounter(lm.tokenizer)
-    config = LongCodeZipConfig() if args.coarse_prior is None else LongCodeZipConfig(coarse_prior=args.coarse_prior)
-    pruner = RecordingLongCodeZip(lm.model, lm.tokenizer, config=config)
+    pruner = RecordingLongCodeZip(lm.model, lm.tokenizer, config=LongCodeZipConfig())
     cases = pick_code_cases(counter, args.n, args.lo, args.hi, args.seed)
     name = "longcodezip" + (f"-{args.tag}" if args.tag else "")
     partial = CACHE / "bench" / f"context-{name}.partial.jsonl"  # resumable: one finished case per line
-    key = {"seed": args.seed, "rate": args.rate, "lo": args.lo, "hi": args.hi, "coarse_prior": args.coarse_prior}
+    key = {"seed": args.seed, "rate": args.rate, "lo": args.lo, "hi": args.hi}
     done = {}
     if partial.exists():
         for line in partial.read_text().splitlines():
@@ -118,7 +116,7 @@ def main() -> None:
                "max_abs_rate_error": max(abs(r["ratio"] - args.rate) for r in rows),
                "seconds_per_case": sum(r["seconds"] for r in rows) / n,
                "tokens_per_second": sum(r["tokens"] for r in rows) / sum(r["seconds"] for r in rows)}
-    config_name = f"coarse_prior={args.coarse_prior}" if args.coarse_prior is not None else "default config"
+    config_name = "default config"
     table = markdown_table(
         ["config", "cases", "function kept (def + >=50% body)", "def line kept", "mean body share",
          "coarse selected chunk", "chunk AMI rank 1", "max abs(ratio - 1/3)", "s/case"],

@@ -25,3 +25,12 @@ def test_context_command_errors(tmp_path):
     assert proc.returncode == 2 and "Did you mean 'sentences'" in proc.stderr
     proc = subprocess.run(cli + ["-", "--query", "q"], capture_output=True, text=True, input="x")
     assert proc.returncode == 2 and "exactly one of --budget" in proc.stderr
+
+
+def test_context_command_refuses_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Caf\u00e9 au lait is coffee with milk.".encode("latin-1"))
+    proc = subprocess.run([sys.executable, "-m", "prunekit.cli", "context", str(path), "--query", "what?",
+                           "--rate", "0.5"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "text is not valid UTF-8 (byte 0xe9 at position 3)" in proc.stderr and proc.stdout == ""

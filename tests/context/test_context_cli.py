@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 TEXT = ("The Eiffel Tower is in Paris. It was built in 1889 for the World Fair. Bananas are yellow fruit grown "
         "in the tropics. The tower is 330 metres tall. Many tourists visit it every year. Cats sleep most of the day.")
 
@@ -34,3 +36,17 @@ def test_context_command_refuses_a_file_that_is_not_utf8(tmp_path):
                            "--rate", "0.5"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "text is not valid UTF-8 (byte 0xe9 at position 3)" in proc.stderr and proc.stdout == ""
+
+
+def test_compress_context_api():
+    from prunekit.api import compress_context
+    from prunekit.context import Budget, SentencePruner
+
+    result = compress_context("How tall is the Eiffel Tower?", TEXT, rate=0.5)
+    assert "330 metres" in result.text and "Cats" not in result.text
+    assert abs(result.ratio - 0.5) <= 0.02 and result.kept_tokens <= round(0.5 * result.original_tokens)
+    pruner = SentencePruner()
+    same = compress_context("How tall is the Eiffel Tower?", TEXT.encode(), rate=0.5, pruner=pruner)
+    assert same == pruner.prune("How tall is the Eiffel Tower?", TEXT, Budget(rate=0.5)) == result
+    with pytest.raises(ValueError):
+        compress_context("q", TEXT, rate=0.5, tokens=10)

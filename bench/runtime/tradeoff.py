@@ -10,7 +10,8 @@ This script adds, at the same needle length:
   HiP's kept fraction = mean gathered keys per query / prompt length over the sparse layers.
 
   python bench/runtime/tradeoff.py --timing --hip-per-depth 2
-  python bench/runtime/tradeoff.py            # only redraw from the JSON files
+  python bench/runtime/tradeoff.py            # only redraw from the JSON files (+ a Markdown table of the points)
+LazyLLM schedules measured on fewer than `--min-samples` (5) needle samples are left out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import RESULTS, chosen_length, load_model, needle_range, read_result, setup, write_result
+from _common import (
+    RESULTS,
+    chosen_length,
+    load_model,
+    markdown_table,
+    needle_range,
+    read_result,
+    setup,
+    write_result,
+)
 
 from prunekit.evaluate.efficiency import interleaved_medians
 from prunekit.evaluate.needle import evaluate_needle
@@ -65,7 +75,7 @@ def measure(length: int, repeats: int, hip_per_depth: int, previous: dict) -> di
     return out
 
 
-def plot(length: int, extra: dict) -> dict:
+def plot(length: int, extra: dict, min_samples: int = 5) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,7 +95,7 @@ def plot(length: int, extra: dict) -> dict:
     lazy = read_result("lazyllm")
     if lazy and lazy.get("length") == length:
         for name, row in lazy["summary"].items():
-            if row.get("samples"):
+            if row.get("samples", 0) >= min_samples:  # leave out the short schedule probes
                 family = "lazyllm+wp" if row.get("window", 1) > 1 or row.get("pool", 1) > 1 else "lazyllm"
                 points.append((family, f"LazyLLM {name}", row["mean_kept_fraction"], row.get("ttft_over_dense"),
                                row["accuracy"], row["samples"]))
@@ -120,8 +130,12 @@ def plot(length: int, extra: dict) -> dict:
     path = RESULTS / "runtime-tradeoff.png"
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
-    return {"points": [dict(zip(("family", "label", "kept_fraction", "ttft_over_dense", "accuracy", "samples"), p,
-                                strict=True)) for p in points]}
+    rows = [[label, f"{kept:.3f}", "" if ratio is None or ratio != ratio else f"{ratio:.3f}", f"{acc:.3f}", n]
+            for _, label, kept, ratio, acc, n in points]
+    table = markdown_table(["config", "kept tokens / prompt", "TTFT / dense", "needle acc", "samples"], rows)
+    print(table)
+    keys = ("family", "label", "kept_fraction", "ttft_over_dense", "accuracy", "samples")
+    return {"table": table, "points": [dict(zip(keys, p, strict=True)) for p in points]}
 
 
 def main() -> None:
@@ -130,6 +144,7 @@ def main() -> None:
     parser.add_argument("--timing", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--hip-per-depth", type=int, default=0)
+    parser.add_argument("--min-samples", type=int, default=5, help="LazyLLM schedules with fewer are not drawn")
     args = parser.parse_args()
     setup(1)
     length = args.length or chosen_length()
@@ -138,7 +153,7 @@ def main() -> None:
                 previous.get("length") == length}
     extra = measure(length, args.repeats if args.timing else 0, args.hip_per_depth, previous) \
         if args.timing or args.hip_per_depth else previous
-    write_result("tradeoff", {"length": length, **extra, **plot(length, extra)})
+    write_result("tradeoff", {"length": length, **extra, **plot(length, extra, args.min_samples)})
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=None)
     parser.add_argument("--prompts", type=int, default=3, help="wiki prompts; as many needle prompts are added")
     parser.add_argument("--page-size", type=int, default=16)
+    parser.add_argument("--selection-layers", type=int, nargs="+", default=None,
+                        help="Δ-layers (default: dense_layers, L/2, 3L/4 as the paper's 2/14/22 of 28)")
+    parser.add_argument("--output", default="delta", help="result name: bench/results/runtime-<output>.json")
     parser.add_argument("--recent-pages", type=int, default=None,
                         help="forced recent pages (default: the paper's 8, at most half the budget's pages)")
     args = parser.parse_args()
@@ -81,7 +84,8 @@ def main() -> None:
     picks = [round(i * (len(needles) - 1) / max(args.prompts - 1, 1)) for i in range(args.prompts)]
     prompts += [(f"needle/{needles[i].depth}", torch.tensor([list(needles[i].input_ids)])) for i in picks]
     recent = args.recent_pages if args.recent_pages is not None else min(8, budget // args.page_size // 2)
-    press = DeltaPress(budget=budget, page_size=args.page_size, recent_pages=recent)
+    press = DeltaPress(budget=budget, page_size=args.page_size, recent_pages=recent,
+                       selection_layers=args.selection_layers)
     roles = press.roles(model.config.num_hidden_layers)
     sparse = [i for i, r in enumerate(roles) if r == "sparse"]
     rows, records = [], []
@@ -113,7 +117,7 @@ def main() -> None:
           f"{press.recent_pages}, roles: dense {[i for i, r in enumerate(roles) if r == 'dense']}, select "
           f"{[i for i, r in enumerate(roles) if r == 'select']}, {len(sparse)} sparse layers")
     print(table)
-    write_result("delta", {"length": length, "budget": budget, "steps": STEPS, "page_size": press.page_size,
+    write_result(args.output, {"length": length, "budget": budget, "steps": STEPS, "page_size": press.page_size,
                            "recent_pages": press.recent_pages, "roles": roles,
                            "mean_teacher_forced_agreement": mean_tf, "mean_first_divergence_step": mean_div,
                            "mean_free_running_match": mean_free, "records": records, "table": table,

@@ -50,8 +50,6 @@ WIDTH = {
     "maw (mlp)": dict(criterion="maw", bias_compensation=False),
     "vow (mlp)": dict(criterion="vow", bias_compensation=False),
     "pon (mlp)": dict(criterion="pon", bias_compensation=False),
-    "flap+bias (mlp)": dict(criterion="flap", bias_compensation=True, scope=["mlp"]),
-    "cfsp angular (mlp)": dict(criterion="cfsp", bias_compensation=False, allocation="angular"),
 }
 RATIOS = (0.2, 0.3)
 DEPTH = {"angular": dict(order="angular"), "last": dict(order="last"),
@@ -132,7 +130,7 @@ def latency(dense, data, results: dict, repeats: int, threads: int) -> None:
     torch.set_num_threads(threads)
     ids = data["evaluation"][:1, :1024]
     rows = results["latency"] = {"threads": threads, "repeats": repeats, "tokens": 1024, "runs": {}}
-    for name in ("flap+bias", "flap+bias uniform", "flap+bias (mlp)"):
+    for name in ("flap+bias", "flap+bias uniform"):
         loaded, _report, _ = prune_width(dense, data, name, 0.3)
         for keep, label in ((1, "last-token logits (generate's prefill)"), (0, "logits for every position")):
             med = interleaved_medians({"dense": prefill(dense.model, ids, keep),

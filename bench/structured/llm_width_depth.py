@@ -172,9 +172,11 @@ def plot(results: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     names = sorted({row["name"] for row in results["width"].values()})
-    for name in names:
+    colors = plt.get_cmap("tab20").colors
+    for i, name in enumerate(names):
         pts = sorted((row["ratio"], row["perplexity"]) for row in results["width"].values() if row["name"] == name)
-        ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], marker="osD^v<>"[i % 7], color=colors[i % 20],
+                linestyle="-" if "mlp" not in name else "--", label=name)
     ax.axhline(results["dense_perplexity"], color="k", linestyle="--", label="dense")
     ax.set_yscale("log")
     ax.set_xlabel("non-embedding parameters removed (%)")

@@ -52,6 +52,12 @@ WIDTH = {
     "pon (mlp)": dict(criterion="pon", bias_compensation=False),
 }
 RATIOS = (0.2, 0.3)
+# Recovery (bias, refit, scales) changes weights, not shapes: latency is measured once per shape class.
+SHAPE_CLASS = {"flap+bias": "flap", "flap": "flap", "flap+bias+refit": "flap", "flap+bias+scales": "flap",
+               "l2": "l2", "l2+refit": "l2", "flap+bias uniform": "flap+bias uniform",
+               "flap+bias angular": "flap+bias angular", "cfsp (mlp)": "cfsp (mlp)",
+               "act-norm (mlp)": "act-norm (mlp)", "maw (mlp)": "maw (mlp)", "vow (mlp)": "vow (mlp)",
+               "pon (mlp)": "pon (mlp)"}
 DEPTH = {"angular": dict(order="angular"), "last": dict(order="last"),
          **{f"random seed {s}": dict(order="random", seed=s) for s in range(3)}}
 
@@ -145,6 +151,25 @@ def latency(dense, data, results: dict, repeats: int, threads: int) -> None:
         save(results)
 
 
+def latency_table(dense, data, results: dict, repeats: int, threads: int) -> None:
+    """Last-token prefill latency at 1024 tokens of every shape class at 20% and 30%, against dense."""
+    torch.set_num_threads(threads)
+    ids = data["evaluation"][:1, :1024]
+    rows = results.setdefault("latency_table", {})
+    for ratio in RATIOS:
+        for shape in dict.fromkeys(SHAPE_CLASS.values()):
+            key = f"{shape} @ {ratio:.0%}"
+            if key in rows:
+                continue
+            loaded, _report, _ = prune_width(dense, data, shape, ratio)
+            med = interleaved_medians({"dense": prefill(dense.model, ids, 1), "pruned": prefill(loaded.model, ids, 1)},
+                                      repeats)
+            rows[key] = {"dense_ms": med["dense"] * 1e3, "pruned_ms": med["pruned"] * 1e3,
+                         "ratio": med["pruned"] / med["dense"], "threads": threads, "repeats": repeats}
+            print(f"latency {key}: {rows[key]['ratio']:.3f} of dense", flush=True)
+            save(results)
+
+
 def reload_check(dense, data, results: dict) -> None:
     loaded, report, _ = prune_width(dense, data, "flap+bias angular", 0.3)
     ids = data["evaluation"][:1, :64]
@@ -192,26 +217,32 @@ def _ppl(row: dict | None) -> str:
 
 
 def table(results: dict) -> str:
-    lines = ["| configuration | ppl @ 20% | ppl @ 30% | params @ 30% (M) | heads / neurons removed @ 30% |",
-             "|---|---|---|---|---|"]
+    lines = ["| configuration | ppl @ 20% | ppl @ 30% | params @ 30% (M) | heads / neurons removed @ 30% | "
+             "prefill / dense @ 20% | @ 30% |", "|---|---|---|---|---|---|---|"]
+    lat = results.get("latency_table", {})
+
+    def speed(ratio: str, name: str) -> str:
+        row = lat.get(f"{SHAPE_CLASS[name]} @ {ratio}")
+        return f"{row['ratio']:.3f}" if row else "-"
+
     for name in WIDTH:
         a, b = results["width"].get(f"{name} @ 20%"), results["width"].get(f"{name} @ 30%")
         if not (a or b):
             continue
         tail = f"{b['params'] / 1e6:.1f} | {b['heads_removed']} / {b['neurons_removed']}" if b else "- | -"
-        lines.append(f"| {name} | {_ppl(a)} | {_ppl(b)} | {tail} |")
+        lines.append(f"| {name} | {_ppl(a)} | {_ppl(b)} | {tail} | {speed('20%', name)} | {speed('30%', name)} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("quality", "depth", "latency", "reload", "plot"):
+    for flag in ("quality", "depth", "latency", "latency-table", "reload", "plot"):
         parser.add_argument(f"--{flag}", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="ignore earlier results")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    everything = not any((args.quality, args.depth, args.latency, args.reload, args.plot))
+    everything = not any((args.quality, args.depth, args.latency, args.latency_table, args.reload, args.plot))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {} if args.fresh or not OUT.exists() else json.loads(OUT.read_text())
@@ -230,6 +261,8 @@ def main() -> None:
         reload_check(dense, data, results)
     if everything or args.latency:
         latency(dense, data, results, args.repeats, args.threads)
+    if everything or args.latency_table:
+        latency_table(dense, data, results, args.repeats, args.threads)
     if results.get("width"):
         print(table(results))
         plot(results)

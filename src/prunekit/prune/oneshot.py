@@ -207,6 +207,7 @@ def _results(collectors: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {name: c.result() for name, c in collectors.items() if c.n_tokens}
 
 
+@torch.no_grad()
 def collect_full(model: torch.nn.Module, layers: dict[str, PrunableLayer], method: str, batches: torch.Tensor,
                  batch_size: int = 1) -> dict:
     """Input statistics of `layers` from full forward passes of the model.

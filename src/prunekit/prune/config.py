@@ -33,7 +33,7 @@ class WeightPruneConfig:
     owl_lambda: float = 0.08
     rd_samples: int = 2
     rd_seq_len: int = 64
-    batch_size: int = 8
+    batch_size: int = 2
     max_batch_tokens: int = 32768
 
     def __post_init__(self) -> None:

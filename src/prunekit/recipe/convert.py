@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -33,7 +34,8 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
 
 
 def coerce(hint: Any, value: Any, where: str) -> Any:
-    """Check `value` against a type hint (bool, int, float, str, list[...], dataclass, unions)."""
+    """Check `value` against a type hint (bool, int, float, str, Literal, lists / sequences, mappings with typed
+    keys and values, dataclasses, unions); text keys of int-keyed mappings are parsed."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -48,15 +50,26 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"'{where}' has an invalid value {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"'{where}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    if origin in (list, tuple, Sequence) or hint is Sequence:
+        if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
             raise ConfigError(f"'{where}' must be a list, got {value!r}")
-        (item,) = typing.get_args(hint) or (Any,)
+        item = (typing.get_args(hint) or (Any,))[0]
         return [coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
+    if origin in (dict, Mapping) or hint is Mapping:
         if not isinstance(value, dict):
             raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
-        return dict(value)
+        key_hint, value_hint = typing.get_args(hint) or (Any, Any)
+        out = {}
+        for key, item in value.items():
+            if key_hint is int and isinstance(key, str) and key.strip().lstrip("-").isdigit():
+                key = int(key)  # layer indices written as text keys ("8": 0.5)
+            out[coerce(key_hint, key, f"{where} key")] = coerce(value_hint, item, f"{where}[{key}]")
+        return out
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)
     if hint is Any:

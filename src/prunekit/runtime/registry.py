@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import ConfigError
+from ..recipe.convert import coerce
 from ..registry import Registry
 
 PRESSES = Registry("press")
@@ -50,60 +50,6 @@ def press_options(name: str) -> dict[str, Any]:
     return out
 
 
-def _check(hint: Any, value: Any, where: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin is typing.Union or (origin is not None and type(None) in args):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in args:
-            if option is type(None):
-                continue
-            try:
-                return _check(option, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0])
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"'{where}' must be one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    if origin in (Mapping, dict) or hint is Mapping:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
-        key_hint, value_hint = args or (Any, Any)
-        out = {}
-        for key, item in value.items():
-            if key_hint is int and isinstance(key, str) and key.strip().lstrip("-").isdigit():
-                key = int(key)
-            out[_check(key_hint, key, f"{where} key")] = _check(value_hint, item, f"{where}[{key}]")
-        return out
-    if origin in (Sequence, list, tuple) or hint is Sequence:
-        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-            raise ConfigError(f"'{where}' must be a list, got {value!r}")
-        item_hint = args[0] if args else Any
-        return [_check(item_hint, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"'{where}' must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"'{where}' must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"'{where}' must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"'{where}' must be a string, got {value!r}")
-        return value
-    return value
-
-
 def make_press(name: str, **options: Any) -> Any:
     """Build press `name` with `options` checked against its fields (ConfigError on anything invalid)."""
     PRESSES.get(name)  # unknown names: ConfigError listing the valid ones
@@ -114,7 +60,7 @@ def make_press(name: str, **options: Any) -> Any:
         raise ConfigError(f"Unknown option '{unknown[0]}' for press '{name}'. Valid options: "
                           f"{', '.join(sorted(valid))}.")
     hints = typing.get_type_hints(cls)
-    values = {key: _check(hints.get(key, Any), value, f"{name}.{key}") for key, value in options.items()}
+    values = {key: coerce(hints.get(key, Any), value, f"{name}.{key}") for key, value in options.items()}
     try:
         return cls(**values)
     except ConfigError as exc:

@@ -88,6 +88,18 @@ def ids_tensor(sample: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
+def prefill_call(model: Any, ids: torch.Tensor, press: Any = None):
+    """A callable running one prefill of `ids` (last-token logits, as generate() does), inside `press` if given."""
+    def run() -> None:
+        with torch.no_grad():
+            if press is None:
+                model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            else:
+                with press(model):
+                    model(input_ids=ids, use_cache=True, logits_to_keep=1)
+    return run
+
+
 def greedy_decode(model: Any, cache: Any, first: int, steps: int, eos: int | None = None) -> list[int]:
     """`first` (already chosen from the prefill logits) plus up to steps - 1 greedy tokens decoded from `cache`."""
     tokens = [first]

@@ -35,6 +35,7 @@ from _common import (
     markdown_table,
     merge_records,
     needle_range,
+    prefill_call,
     read_result,
     setup,
     write_result,
@@ -132,14 +133,7 @@ def main() -> None:
         ids = ids_tensor(sample)
 
         def prefill(press=None):
-            def run():
-                with torch.no_grad():
-                    if press is None:
-                        model(input_ids=ids, use_cache=True, logits_to_keep=1)
-                    else:
-                        with press(model):
-                            model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            return run
+            return prefill_call(model, ids, press)
 
         presses = {name: LazyLLMPress(**o) for name, o in schedules.items()}
         torch.set_num_threads(2)

@@ -25,6 +25,7 @@ from _common import (
     load_model,
     markdown_table,
     needle_range,
+    prefill_call,
     read_result,
     setup,
     write_result,
@@ -47,14 +48,7 @@ def measure(length: int, repeats: int, hip_per_depth: int, previous: dict) -> di
         ids = torch.tensor([list(needle_range(tok, length, 0, 1)[2][1].input_ids)])
 
         def run(press=None):
-            def call():
-                with torch.no_grad():
-                    if press is None:
-                        model(input_ids=ids, use_cache=True, logits_to_keep=1)
-                    else:
-                        with press(model):
-                            model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            return call
+            return prefill_call(model, ids, press)
 
         fns = {"dense": run(), **{n: run(c(compression_ratio=0.5)) for n, c in KV.items()}, "hip": run(HipPress())}
         torch.set_num_threads(2)

@@ -24,6 +24,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from prunekit.evaluate.report import markdown_table  # noqa: E402, F401  (used by the scripts)
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 CACHE = Path(os.environ.get("PRUNEKIT_CACHE", Path.home() / ".cache" / "prunekit"))
 SQUAD_JSON = CACHE / "data" / "squaddev_v1.1.json"
@@ -182,15 +184,6 @@ def pick_code_cases(counter: Callable[[str], int], n: int, lo: int, hi: int, see
 
 
 # -- output ----------------------------------------------------------------------------------------------
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def write_result(name: str, result: dict[str, Any]) -> Path:
     """bench/results/context-<name>.json, with date, torch version and thread count added."""
     payload = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -28,6 +28,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from prunekit.evaluate.report import markdown_table  # noqa: E402, F401  (used by the scripts)
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 DEPTHS = [0.1, 0.3, 0.5, 0.7, 0.9]
 NEEDLE_SEED = 0
@@ -45,15 +47,6 @@ def load_model():
     lm = load("smollm2-135m")
     lm.model.eval()
     return lm
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

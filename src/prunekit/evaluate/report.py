@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,16 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; floats shown with 3 decimals, everything else with str()."""
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def markdown(report: dict) -> str:
     header, rows = table_rows(report)
     recipe = report["recipe"]
@@ -67,10 +78,8 @@ def markdown(report: dict) -> str:
         "multiply-accumulates per token (millions); TTFT ms = prefill latency; tok/s = greedy decode speed; "
         "RSS GB = peak resident memory during the timing runs.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
+        markdown_table(header, rows),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     for r in report["results"][1:]:
         for stage in r["stages"]:
             layers = stage.get("layers")

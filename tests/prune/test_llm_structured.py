@@ -157,17 +157,10 @@ def test_flap_with_bias_compensation_saves_and_reloads(tmp_path):
         torch.testing.assert_close(again.model(ids).logits, expected, atol=1e-5, rtol=0)
 
 
-def test_bias_compensation_helps_on_real_calibration_statistics():
+def test_bias_compensation_helps_on_real_calibration_statistics(llm_output_error):
     ids = windows(8, 24, seed=5)
-    errs = {}
-    for comp in (False, True):
-        loaded = tiny_loaded("llama", layers=2)
-        with torch.no_grad():
-            dense = loaded.model(ids).logits
-        config = LLMStructuredConfig(ratio=0.3, criterion="flap", bias_compensation=comp)
-        prune_llm_structured(loaded, config, None, method="llm-structured", windows=ids)
-        with torch.no_grad():
-            errs[comp] = (loaded.model(ids).logits - dense).square().mean().item()
+    errs = {comp: llm_output_error(LLMStructuredConfig(ratio=0.3, criterion="flap", bias_compensation=comp), ids)[1]
+            for comp in (False, True)}
     assert errs[True] < errs[False]
 
 
@@ -185,17 +178,11 @@ def test_runs_from_a_recipe_context_and_validates_config(tmp_path):
         LLMStructuredConfig(allocation="owl")
 
 
-def test_refit_in_the_glue_lowers_the_output_error():
+def test_refit_in_the_glue_lowers_the_output_error(llm_output_error):
     ids = windows(8, 24, seed=7)
-    errs = {}
-    for refit in (False, True):
-        loaded = tiny_loaded("llama", layers=2)
-        with torch.no_grad():
-            dense = loaded.model(ids).logits
-        config = LLMStructuredConfig(ratio=0.3, criterion="flap", bias_compensation=True, refit=refit, damp=1e-3)
-        prune_llm_structured(loaded, config, None, method="llm-structured", windows=ids)
-        with torch.no_grad():
-            errs[refit] = (loaded.model(ids).logits - dense).square().mean().item()
+    errs = {refit: llm_output_error(LLMStructuredConfig(ratio=0.3, criterion="flap", bias_compensation=True,
+                                                        refit=refit, damp=1e-3), ids)[1]
+            for refit in (False, True)}
     assert errs[True] < errs[False]
 
 

@@ -310,17 +310,15 @@ def recovery_updates(graph: Any, groups: list, outputs: dict, selection: dict, s
         removed_idx, keep_idx = torch.where(gone)[0], torch.where(~gone)[0]
         fluct, hessian = stats[name]
         weight = td.tensor.detach()
+        n = fluct.n_tokens
+        gram = hessian.result().double() * (n / 2.0) if hessian is not None else None  # X X^T
         if config.refit:
-            n = fluct.n_tokens
-            gram = hessian.result().double() * (n / 2.0)  # X X^T
             sums = fluct.mean.double() * n if config.bias_compensation else None
             w_keep, intercept = refit_columns(weight, gram, keep_idx, damp=config.damp, sums=sums, count=n)
             new = weight.clone()
             new[:, keep_idx] = w_keep
             updates[name] = (new, intercept)
         elif config.scale_tuning:
-            n = fluct.n_tokens
-            gram = hessian.result().double() * (n / 2.0)  # X X^T
             mean = fluct.mean.double() if config.bias_compensation else None
             scales, intercept = tune_scales(weight, gram, keep_idx, damp=config.damp, mean=mean, count=n)
             new = weight.clone()

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from prunekit.evaluate.efficiency import PeakMemory, count_parameters, interleaved_medians, macs_per_token
@@ -63,11 +64,40 @@ def test_macs_per_token_matches_hand_count():
     assert macs["nonzero"] == macs["dense"]
 
 
-def test_peak_memory_sees_an_allocation():
+@pytest.fixture
+def no_garbage_collection():
+    """Collect first and pause the collector: freeing an earlier test's model inside the block would hide ours."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+def test_peak_memory_sees_an_allocation(no_garbage_collection):
+    import time
+
     with PeakMemory() as mem:
-        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MB
+        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MB, alive for many 5 ms samples
+        block += 1
+        time.sleep(0.1)
+        del block
+    assert mem.peak - mem.start > 50 * 1024 * 1024
+
+
+def test_peak_memory_sees_a_short_allocation_through_the_kernel_mark(no_garbage_collection):
+    from prunekit.evaluate import efficiency
+
+    if not efficiency._reset_high_water_mark():
+        pytest.skip("this kernel does not let a process reset its peak RSS")
+    with PeakMemory(interval=10.0) as mem:  # the sampler never wakes inside the block
+        block = torch.ones(64 * 1024 * 1024 // 4)
         block += 1
         del block
+        with PeakMemory() as inner:  # nested: must not reset the outer mark
+            pass
+    assert mem._exact and not inner._exact
     assert mem.peak - mem.start > 50 * 1024 * 1024
 
 

@@ -35,8 +35,8 @@ LENGTH = 4096
 LAYERS = (5, 15, 25)
 CONFIGS = {  # name: (top_k, block_q, block_k, sink, window)
     "old default (512 blocks-keys, 64/64/64/64)": (512, 64, 64, 64, 64),
-    "512 keys/query (416 + 32 sink + 64 local), 32-blocks": (416, 32, 32, 32, 32),
-    "new default (384 + 32 sink + 64 local), 32-blocks": (384, 32, 32, 32, 32),
+    "default: 512 keys/query (416 + 32 sink + 64 local), 32-blocks": (416, 32, 32, 32, 32),
+    "480 keys/query (384 + 32 sink + 64 local), 32-blocks": (384, 32, 32, 32, 32),
     "448 + 64 local, no sink, 64-query blocks": (448, 64, 32, 0, 0),
 }
 
@@ -165,7 +165,7 @@ def main() -> None:
     for name, config in CONFIGS.items():
         top_k, bq, bk, sink, window = config
         f = attention_flops(LENGTH, top_k, bq, bk, sink, window, head_dim=64, num_heads=9)
-        width = f.attention // (4 * 64 * 9 * (-(-LENGTH // bq) * bq))
+        width = f.gathered_width
         results["configs"][name]["flops"] = {"gathered_keys_per_query": width, "selection": f.selection,
                                              "attention": f.attention, "dense_full": f.dense_full,
                                              "dense_causal": f.dense_causal, "ratio_full": f.ratio,

@@ -6,7 +6,7 @@ This script adds, at the same needle length:
 * `--timing`: TTFT of dense, each KV press at ratio 0.5 (eviction happens inside prefill, so the scoring cost is
   part of TTFT; the kept ratio barely changes it) and HiP with its defaults, one prefill forward each
   (`logits_to_keep=1`), interleaved medians, 2 threads, `--repeats` rounds;
-* `--hip-per-depth N`: HiP needle accuracy (defaults: 480 gathered keys per query) on N samples per depth, with
+* `--hip-per-depth N`: HiP needle accuracy (defaults: 512 gathered keys per query) on N samples per depth, with
   HiP's kept fraction = mean gathered keys per query / prompt length over the sparse layers.
 
   python bench/runtime/tradeoff.py --timing --hip-per-depth 2

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prunekit.runtime import HipPress, attention_flops, gathered_attention, hip_select
-from prunekit.runtime.attention.hip import _blocks
+from prunekit.runtime.attention.hip import _blocks, _tree_search, dense_prefix_blocks
 
 
 def local_qk(length: int, dim: int = 32, heads: int = 2, rho: float = 0.998, noise: float = 0.1, seed: int = 0):
@@ -71,6 +71,44 @@ def test_flops_at_4k_with_512_keys():
     assert flops.ratio <= 0.25
     assert flops.selection < 0.1 * flops.attention
     assert 0.3 < flops.ratio_causal < 0.4  # vs a causal-skipping dense kernel the saving is smaller
+
+
+def test_short_blocks_keep_every_candidate_and_only_the_rest_search():
+    q, k = local_qk(700)
+    bq, bk, top_k, sink, window = 32, 16, 64, 16, 32
+    index = hip_select(q, k, bq, bk, top_k, sink, window)
+    n_dense = dense_prefix_blocks(700, 700, bq, bk, top_k, sink, window)
+    end, _, _, first, last = _blocks(700, 700, bq, bk, sink, window, q.device)
+    assert 0 < n_dense < end.shape[0]
+    for b in range(n_dense):  # every causal key, each once
+        row = index[0, 0, b]
+        assert sorted(row[row >= 0].tolist()) == list(range(int(end[b])))
+    searched = _tree_search(q, k, 1, bq, bk, top_k // bk, first, last)  # the search over every block
+    chosen = index[:, :, n_dense:, sink: sink + top_k: bk] // bk
+    torch.testing.assert_close(chosen, searched[:, :, n_dense:])
+
+
+@pytest.mark.parametrize("boolean_mask", [False, True])
+def test_dense_prefix_gives_the_gathered_result(boolean_mask):
+    q, k = local_qk(700, heads=4)
+    k, v = k[:, :2], torch.randn(1, 2, 700, 32)
+    bq, bk, top_k, sink, window = 32, 16, 64, 16, 32
+    index = hip_select(q, k, bq, bk, top_k, sink, window)
+    n_dense = dense_prefix_blocks(700, 700, bq, bk, top_k, sink, window)
+    mask = torch.ones(700, 700).tril().bool()[None, None] if boolean_mask else None
+    gathered = gathered_attention(q, k, v, index, bq, mask=mask)
+    prefix = gathered_attention(q, k, v, index, bq, mask=mask, dense_blocks=n_dense)
+    torch.testing.assert_close(prefix, gathered, atol=1e-5, rtol=1e-5)
+    assert dense_prefix_blocks(600, 700, bq, bk, top_k, sink, window) == 0  # queries after a cached prefix
+
+
+def test_flops_count_the_dense_prefix_and_meet_a_quarter_of_causal_at_512_keys():
+    top_k, bq, bk, sink, window = 416, 32, 32, 32, 32  # 32 sink + 416 selected + 64 local = 512 keys per query
+    f = attention_flops(4096, top_k, bq, bk, sink, window, head_dim=64, num_heads=9)
+    p = 512  # blocks ending at or before key 512 have at most 13 candidate blocks: dense over their prefix
+    assert dense_prefix_blocks(4096, 4096, bq, bk, top_k, sink, window) * bq == p
+    assert f.attention == 4 * 64 * 9 * (p * (p + 1) // 2 + (4096 - p) * 512)
+    assert f.ratio_causal <= 0.25
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])

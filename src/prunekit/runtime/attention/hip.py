@@ -13,10 +13,13 @@ key-block boundaries. Queries are lower-right aligned with the keys (query i is 
 The press installs this as the attention function for PREFILL (q_len > 1) on all but `dense_layers`; decode and
 contexts the budget already covers use the wrapped dense kernel (so a budget >= context is exactly dense).
 
-Defaults: every query attends to 480 gathered keys at any length (32 sink + 12 selected blocks of 32 + a local
+Query blocks whose causal range has at most M candidate blocks select every key anyway; they run as dense causal
+attention over their prefix (fewer pairs than the padded gathered width), and only the later blocks search.
+
+Defaults: every query attends to 512 gathered keys at any length (32 sink + 13 selected blocks of 32 + a local
 region of 64: its own 32-query block and a 32-key window), so at 4k tokens HiP's attention plus selection FLOPs are
-~24.5% of a causal-skipping dense kernel and ~12% of dense over all T x T pairs (bench/runtime/hip.py). The earlier
-defaults (top_k 512, 64-blocks, sink and window 64) gathered 704 keys per query: ~35% of causal dense.
+24.5% of a causal-skipping dense kernel and 12.3% of dense over all T x T pairs (bench/runtime/hip.py). The
+earlier defaults (top_k 512, 64-blocks, sink and window 64) gathered 704 keys per query: 32% of causal dense.
 """
 
 from __future__ import annotations
@@ -58,7 +61,14 @@ def hip_select(q: torch.Tensor, k: torch.Tensor, block_q: int, block_k: int, top
     device = q.device
     end, sink_end, win_start, first, last = _blocks(tq, tk, block_q, block_k, sink, window, device)
     nq, m = end.shape[0], top_k // block_k
-    blocks = _tree_search(q, k, groups, block_q, block_k, m, first, last) if m else None  # (B, H, NQ, M)
+    blocks = None
+    if m:  # blocks with at most M candidates keep them all; only the rest search (the search is batched)
+        n_all = int(((last - first) <= m).sum())
+        head = first + torch.arange(m, device=device)  # (M,)
+        blocks = torch.where(head < last[:n_all, None], head, -1).expand(bsz, heads, -1, -1)  # (B, H, n_all, M)
+        if n_all < nq:
+            searched = _tree_search(q[:, :, n_all * block_q:], k, groups, block_q, block_k, m, first, last[n_all:])
+            blocks = torch.cat([blocks, searched], dim=2)  # (B, H, NQ, M)
     parts = []
     sink_width = int(sink_end.max()) if nq else 0
     sink_idx = torch.arange(sink_width, device=device).expand(nq, -1)  # (NQ, s)
@@ -102,11 +112,24 @@ def _tree_search(q: torch.Tensor, k: torch.Tensor, groups: int, block_q: int, bl
     return torch.where(stop > begin, begin, -1)
 
 
+def dense_prefix_blocks(tq: int, tk: int, block_q: int, block_k: int, top_k: int, sink: int, window: int) -> int:
+    """Leading query blocks whose selection is every causal key (at most M = top_k / block_k candidate blocks):
+    dense causal attention computes them exactly and with fewer key pairs than the gathered width."""
+    if tq != tk:  # queries after a cached prefix: no block sees only a short causal range
+        return 0
+    _, _, _, first, last = _blocks(tq, tk, block_q, block_k, sink, window, torch.device("cpu"))
+    return int(((last - first) <= top_k // block_k).sum())
+
+
 def gathered_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, indices: torch.Tensor, block_q: int,
-                       *, scaling: float | None = None, mask: torch.Tensor | None = None,
+                       *, scaling: float | None = None, mask: torch.Tensor | None = None, dense_blocks: int = 0,
                        chunk: int = 8) -> torch.Tensor:
     """Attention of q (B, H, Tq, D) over the gathered keys `indices` (B, H, NQ, S) of k, v (B, Hkv, Tk, D),
-    causal by position, optional 4D mask (B, 1|H, Tq, Tk) additive or boolean -> (B, H, Tq, D)."""
+    causal by position, optional 4D mask (B, 1|H, Tq, Tk) additive or boolean -> (B, H, Tq, D).
+
+    The first `dense_blocks` query blocks (whose `indices` hold every causal key, see `dense_prefix_blocks`;
+    needs Tq == Tk) run as dense causal attention over their prefix instead of over the padded gathered width.
+    """
     bsz, heads, tq, dim = q.shape
     tk, groups = k.shape[2], heads // k.shape[1]
     scaling = dim ** -0.5 if scaling is None else scaling
@@ -115,7 +138,14 @@ def gathered_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, indice
     out = q.new_empty(bsz, heads, nq * block_q, v.shape[-1])
     pad = nq * block_q - tq
     qp = torch.cat([q, q.new_zeros(bsz, heads, pad, dim)], dim=2) if pad else q
-    for b0 in range(0, nq, chunk):
+    start_block = 0
+    if dense_blocks and tq == tk:
+        start_block = min(dense_blocks, nq)
+        p = min(tq, start_block * block_q)
+        sub = None if mask is None else mask[:, :, :p, :p]
+        out[:, :, :p] = torch.nn.functional.scaled_dot_product_attention(
+            q[:, :, :p], k[:, head_of, :p], v[:, head_of, :p], attn_mask=sub, is_causal=sub is None, scale=scaling)
+    for b0 in range(start_block, nq, chunk):
         b1 = min(nq, b0 + chunk)
         idx = indices[:, :, b0:b1]  # (B, H, c, S)
         safe = idx.clamp(min=0).flatten(2)  # (B, H, c*S)
@@ -149,6 +179,7 @@ class FlopCount:
     dense_causal: int  # only the unmasked causal pairs (a causal-skipping kernel)
     selection: int
     attention: int
+    gathered_width: int = 0  # keys per query block after the dense prefix (sink + selected + local)
 
     @property
     def total(self) -> int:
@@ -171,22 +202,25 @@ def attention_flops(seq_len: int, top_k: int, block_q: int = 64, block_k: int = 
     m = top_k // block_k
     width = int(sink_end.max()) + m * block_k + int((end - win_start).max())
     nq = end.shape[0]
-    attention = 4 * head_dim * num_heads * nq * block_q * width  # QK^T and PV over the gathered width
+    n_dense = dense_prefix_blocks(seq_len, seq_len, block_q, block_k, top_k, sink, window)
+    p = min(seq_len, n_dense * block_q)
+    pairs = p * (p + 1) // 2 + (nq - n_dense) * block_q * width  # dense causal prefix, then the gathered width
+    attention = 4 * head_dim * num_heads * pairs  # QK^T and PV
     selection = 0
-    if m:  # every query block runs the rounds the largest candidate range needs (the search is batched)
+    if m and n_dense < nq:  # searching blocks run the rounds the largest candidate range needs (batched)
         largest = -(-int((last - first).clamp(min=0).max()) // m)
         rounds = math.ceil(math.log2(largest)) if largest > 1 else 0
-        selection = rounds * nq * 2 * m * -(-block_q // 2) * 2 * head_dim * num_heads
+        selection = rounds * (nq - n_dense) * 2 * m * -(-block_q // 2) * 2 * head_dim * num_heads
     dense_full = 4 * head_dim * num_heads * seq_len * seq_len
     dense_causal = 4 * head_dim * num_heads * seq_len * (seq_len + 1) // 2
-    return FlopCount(dense_full, dense_causal, selection, attention)
+    return FlopCount(dense_full, dense_causal, selection, attention, width)
 
 
 @dataclass
 class HipPress(Press):
     """Prefill attention over HiP-selected key blocks plus sink and window, on all layers but `dense_layers`."""
 
-    top_k: int = 384
+    top_k: int = 416
     block_q: int = 32
     block_k: int = 32
     sink: int = 32
@@ -227,8 +261,11 @@ class HipPress(Press):
             with torch.no_grad():
                 index = hip_select(query, key, self.block_q, self.block_k, self.top_k, self.sink, self.window)
             self.attended_keys_per_layer[layer] = int((index >= 0).sum(-1).float().mean())
+            dense_blocks = dense_prefix_blocks(query.shape[2], key.shape[2], self.block_q, self.block_k, self.top_k,
+                                               self.sink, self.window)
             out = gathered_attention(query, key, value, index, self.block_q, scaling=kwargs.get("scaling"),
-                                     mask=attention_mask if isinstance(attention_mask, torch.Tensor) else None)
+                                     mask=attention_mask if isinstance(attention_mask, torch.Tensor) else None,
+                                     dense_blocks=dense_blocks)
             return out.transpose(1, 2).contiguous(), None
 
         return hip_attention

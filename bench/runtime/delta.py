@@ -10,11 +10,12 @@ one-token queries), then from copies of its cache:
   * free-running: DELTA decodes its own tokens from y_0 for 64 steps; first divergence = the first step t with
     z_t != y_t (64 when none), plus the fraction of positions where z_t == y_t.
 Attended entries are read from the press after every step: each sparse layer must attend to exactly `budget`.
-Forced recent pages: the paper's 8 (of 64 selected pages), capped at half the budget's pages so that selection
-layers still choose pages (with 8 x 16 = 128 = the whole budget at 512 tokens, the first run attended only to a
-sliding window: teacher-forced agreement 0.34; DeltaPress now rejects that configuration).
+Pages and forced recent pages: the press defaults (1-entry pages, 16 recent), or `--page-size` / `--recent-pages`
+(the paper's 16 / 8); recent pages are capped at half the budget's pages so that selection layers still choose pages
+(with 8 x 16 = 128 = the whole budget at 512 tokens, the first run attended only to a sliding window: teacher-forced
+agreement 0.34; DeltaPress now rejects that configuration).
 
-  python bench/runtime/delta.py [--length 2048] [--prompts 3]
+  python bench/runtime/delta.py [--length 2048] [--prompts 4] [--page-size 16 --recent-pages 8]
 """
 
 from __future__ import annotations
@@ -65,13 +66,13 @@ def press_run(model, press: DeltaPress, prefill: DensePrefill, forced: list[int]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--length", type=int, default=None)
-    parser.add_argument("--prompts", type=int, default=3, help="wiki prompts; as many needle prompts are added")
-    parser.add_argument("--page-size", type=int, default=16)
+    parser.add_argument("--prompts", type=int, default=4, help="wiki prompts; as many needle prompts are added")
+    parser.add_argument("--page-size", type=int, default=DeltaPress.page_size)
     parser.add_argument("--selection-layers", type=int, nargs="+", default=None,
                         help="Δ-layers (default: dense_layers, L/2, 3L/4 as the paper's 2/14/22 of 28)")
     parser.add_argument("--output", default="delta", help="result name: bench/results/runtime-<output>.json")
     parser.add_argument("--recent-pages", type=int, default=None,
-                        help="forced recent pages (default: the paper's 8, at most half the budget's pages)")
+                        help="forced recent pages (default: the press's, at most half the budget's pages)")
     args = parser.parse_args()
     setup(1)
     lm = load_model()
@@ -83,7 +84,8 @@ def main() -> None:
     prompts = [(f"wiki/{i}", wiki[i:i + 1]) for i in range(args.prompts)]
     picks = [round(i * (len(needles) - 1) / max(args.prompts - 1, 1)) for i in range(args.prompts)]
     prompts += [(f"needle/{needles[i].depth}", torch.tensor([list(needles[i].input_ids)])) for i in picks]
-    recent = args.recent_pages if args.recent_pages is not None else min(8, budget // args.page_size // 2)
+    recent = args.recent_pages if args.recent_pages is not None else min(DeltaPress.recent_pages,
+                                                                         budget // args.page_size // 2)
     press = DeltaPress(budget=budget, page_size=args.page_size, recent_pages=recent,
                        selection_layers=args.selection_layers)
     roles = press.roles(model.config.num_hidden_layers)

@@ -52,7 +52,7 @@ def test_eval_press_variants_against_dense(tiny_llama_dir, corpus, tmp_path):
     (["--press-ratio", "0.5"], "need at least one --press"),
     (["--press", "snapkv", "--press-ratio", "1.0"], r"compression_ratio must be a number in \[0, 1\)"),
     (["--press", "nosuch"], "Unknown press 'nosuch'"),
-    (["--press", "delta", "--press-option", "budget=128"], "fill the whole budget"),
+    (["--press", "delta", "--press-option", "budget=16"], "fill the whole budget"),
 ])
 def test_eval_press_bad_input_fails_before_loading(tiny_llama_dir, args, message):
     result = CliRunner().invoke(app, ["-q", "eval", str(tiny_llama_dir), "--tasks", "perplexity", *args])

@@ -40,10 +40,11 @@ def test_roles_and_validation(tiny):
         pass
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_attended_entries_equal_budget(tiny, prompt, greedy, family):
+@pytest.mark.parametrize(("family", "page_size", "recent_pages"), [("llama", 8, 2), ("gpt2", 8, 2), ("llama", 1, 16)])
+def test_attended_entries_equal_budget(tiny, prompt, greedy, family, page_size, recent_pages):
     model = tiny(family, 4)
-    press = DeltaPress(budget=48, page_size=8, recent_pages=2, dense_layers=1, selection_layers=[1])
+    press = DeltaPress(budget=48, page_size=page_size, recent_pages=recent_pages, dense_layers=1,
+                       selection_layers=[1])
     with press(model):
         greedy(model, prompt(100), 4)
     context = 100 + 3  # prompt + 3 decoded tokens fed back at the last step

@@ -5,11 +5,13 @@ ResNet-56 (CIFAR shape, random init, batch 32 at 32 px) and EfficientNet-lite0 (
 batch 8 at 224 px; top-1 on the 20 ImageNet images that ship in the foolbox wheel, when it is
 installed with `pip install --no-deps foolbox`, preprocessed the lite way: (x - 0.498) / 0.502).
 Both tools prune every channel group by 50% with the L2 group norm (uniform) and keep the
-classifier's outputs; no fine-tuning. Latency: one thread (the 2 shared cores make two-thread timings
-noisy), dense / ours / Torch-Pruning forwards interleaved, medians. MACs of all models are counted by
-prunekit's graph (Linear/Conv only), so the comparison uses one counter.
+classifier's outputs; no fine-tuning. Latency under `torch.inference_mode`, at each `--batch` and memory format
+(`--formats contiguous channels_last`; models and input converted alike), `--threads` threads (default one: the
+2 shared cores make two-thread timings noisy), dense / ours / Torch-Pruning forwards interleaved, medians.
+MACs of all models are counted by prunekit's graph (Linear/Conv only), so the comparison uses one counter.
 
   python bench/structured/cnn.py [--tp-python /work/bench-venvs/tp/bin/python] [--repeats 15]
+      [--batch 32 128 512] [--formats contiguous channels_last] [--threads 2]
 Writes bench/results/structured-cnn.json.
 """
 
@@ -66,7 +68,7 @@ def torch_pruning(python: str, name: str, ratio: float, repeats: int) -> tuple[t
 def latency(models: dict[str, torch.nn.Module], x: torch.Tensor, repeats: int) -> dict[str, float]:
     """Median seconds per forward, runs interleaved across models."""
     times: dict[str, list[float]] = {k: [] for k in models}
-    with torch.no_grad():
+    with torch.inference_mode():
         for m in models.values():  # warm-up
             m(x)
             m(x)
@@ -100,9 +102,9 @@ def foolbox_top1(models: dict[str, torch.nn.Module]) -> dict[str, float] | None:
 
 
 def run(name: str, tp_python: str | None, ratio: float, repeats: int, rounds: int = 3,
-        batch: int | None = None, channels_last: bool = False) -> dict:
+        batches: list[int] | None = None, formats: tuple[str, ...] = ("contiguous",)) -> dict:
+    """Prune `name` with both tools, then time dense / ours / TP at every batch size and memory format."""
     make, size, default_batch = MODELS[name]
-    batch = batch or default_batch
     dense = make()
     our_seconds, tp_seconds, info = [], [], {}
     for _ in range(rounds):  # prune timings interleaved with Torch-Pruning's; the first run of a block is warm-up
@@ -112,7 +114,7 @@ def run(name: str, tp_python: str | None, ratio: float, repeats: int, rounds: in
             tp_model, info = torch_pruning(tp_python, name, ratio, 4)
             tp_seconds += info["seconds"][1:]
     models = {"dense": dense, "ours": pruned}
-    row = {"model": name, "batch": batch, "image": size, "ratio": ratio,
+    row = {"model": name, "image": size, "ratio": ratio,
            "macs_dense": macs(dense, size), "macs_ours": macs(pruned, size),
            "params_dense": report["params_before"], "params_ours": report["params_after"],
            "ours_prune_seconds_median": statistics.median(our_seconds), "ours_prune_seconds": our_seconds}
@@ -123,18 +125,25 @@ def run(name: str, tp_python: str | None, ratio: float, repeats: int, rounds: in
                     "tp_own_counter_macs": [info["tp_macs_before"], info["tp_macs_after"]],
                     "torch_pruning_version": info["torch_pruning"]})
         row["macs_ours_vs_tp"] = row["macs_ours"] / row["macs_tp"] - 1
-    x = torch.randn(batch, 3, size, size)
-    if channels_last:
-        models = {k: m.to(memory_format=torch.channels_last) for k, m in models.items()}
-        x = x.to(memory_format=torch.channels_last)
-    lat = latency(models, x, repeats)
-    row["channels_last"] = channels_last
-    row["latency_ms"] = {k: v * 1000 for k, v in lat.items()}
     row["macs_reduction"] = row["macs_dense"] / row["macs_ours"]
-    row["speedup"] = lat["dense"] / lat["ours"]
-    row["speedup_over_macs_reduction"] = row["speedup"] / row["macs_reduction"]
-    if "torch_pruning" in lat:
-        row["speedup_tp"] = lat["dense"] / lat["torch_pruning"]
+    row["latency"] = []
+    for b in batches or [default_batch]:
+        for fmt in formats:
+            x = torch.randn(b, 3, size, size)
+            timed = models
+            if fmt == "channels_last":
+                timed = {k: copy.deepcopy(m).to(memory_format=torch.channels_last) for k, m in models.items()}
+                x = x.to(memory_format=torch.channels_last)
+            lat = latency(timed, x, repeats)
+            entry = {"batch": b, "format": fmt, "latency_ms": {k: v * 1000 for k, v in lat.items()},
+                     "speedup": lat["dense"] / lat["ours"]}
+            entry["speedup_over_macs_reduction"] = entry["speedup"] / row["macs_reduction"]
+            if "torch_pruning" in lat:
+                entry["speedup_tp"] = lat["dense"] / lat["torch_pruning"]
+            row["latency"].append(entry)
+            print(f"{name} batch {b} {fmt}: dense {entry['latency_ms']['dense']:.1f} ms, ours "
+                  f"{entry['latency_ms']['ours']:.1f} ms, speedup {entry['speedup']:.2f}x = "
+                  f"{entry['speedup_over_macs_reduction']:.3f} of the MACs reduction", flush=True)
     if name == "efficientnet_lite0":
         row["foolbox_top1_20_images"] = foolbox_top1(models)
     return row
@@ -147,12 +156,14 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=None, help="override each model's default batch")
-    parser.add_argument("--channels-last", action="store_true", help="time in channels_last memory format")
+    parser.add_argument("--batch", type=int, nargs="+", default=None,
+                        help="batch sizes to time (default: each model's own, ResNet-56 32, EfficientNet-lite0 8)")
+    parser.add_argument("--formats", nargs="+", default=["contiguous"], choices=["contiguous", "channels_last"],
+                        help="memory formats to time (models and input converted alike)")
     parser.add_argument("--out", default="structured-cnn.json", help="file name under bench/results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [run(m, args.tp_python, args.ratio, args.repeats, batch=args.batch, channels_last=args.channels_last)
+    rows = [run(m, args.tp_python, args.ratio, args.repeats, batches=args.batch, formats=tuple(args.formats))
             for m in args.models]
     result = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": args.threads, "rows": rows}
     out = HERE.parent / "results" / args.out
@@ -161,12 +172,16 @@ def main() -> None:
         tp = ""
         if "macs_tp" in r:
             tp = (f" | TP MACs {r['macs_tp'] / 1e6:.1f}M ({r['macs_ours_vs_tp']:+.2%}), "
-                  f"prune {r['tp_prune_seconds_median']:.3f}s, speedup {r['speedup_tp']:.2f}x")
+                  f"prune {r['tp_prune_seconds_median']:.3f}s")
         print(f"{r['model']}: MACs {r['macs_dense'] / 1e6:.1f}M -> {r['macs_ours'] / 1e6:.1f}M "
-              f"({r['macs_reduction']:.2f}x), latency {r['latency_ms']['dense']:.1f} -> "
-              f"{r['latency_ms']['ours']:.1f} ms ({r['speedup']:.2f}x = {r['speedup_over_macs_reduction']:.2f} "
-              f"of MACs), prune {r['ours_prune_seconds_median']:.3f}s{tp}"
+              f"({r['macs_reduction']:.2f}x), prune {r['ours_prune_seconds_median']:.3f}s{tp}"
               + (f" | top-1 (20 images) {r['foolbox_top1_20_images']}" if r.get("foolbox_top1_20_images") else ""))
+        for e in r["latency"]:
+            print(f"  batch {e['batch']:4d} {e['format']:13s} {e['latency_ms']['dense']:8.1f} -> "
+                  f"{e['latency_ms']['ours']:7.1f} ms  speedup {e['speedup']:.2f}x"
+                  + (f" (TP {e['speedup_tp']:.2f}x)" if "speedup_tp" in e else "")
+                  + f"  = {e['speedup_over_macs_reduction']:.3f} of the MACs reduction")
+
 
 if __name__ == "__main__":
     main()

@@ -43,6 +43,10 @@ SUITES = {
         ("ours", "sparsegpt", {"sparsity": 0.5}),
         ("peer", "sparsegpt", {"sparsity": 0.5}),
     ],
+    "sidebyside-sparsegpt": [
+        ("ours", "sparsegpt", {"sparsity": 0.5}),
+        ("peer", "sparsegpt", {"sparsity": 0.5}),
+    ],
     "allocation": [
         ("ours", "magnitude", {"sparsity": 0.7, "allocation": "rd"}),
         ("ours", "wanda", {"sparsity": 0.7, "allocation": "rd"}),
@@ -61,7 +65,7 @@ SUITES = {
 }
 
 
-def prepare(data_path: Path, samples: int, seq_len: int) -> str:
+def prepare(data_path: Path, samples: int, seq_len: int, seed: int = 0) -> str:
     import torch
 
     from prunekit.data import calibration_windows, evaluation_windows
@@ -69,7 +73,7 @@ def prepare(data_path: Path, samples: int, seq_len: int) -> str:
 
     loaded = load("smollm2-135m")
     if not data_path.exists():
-        torch.save({"calibration": calibration_windows(loaded.tokenizer, "wiki", samples, seq_len, 0),
+        torch.save({"calibration": calibration_windows(loaded.tokenizer, "wiki", samples, seq_len, seed),
                     "evaluation": evaluation_windows(loaded.tokenizer, "wiki", 16, 1024)}, data_path)
     return loaded.source
 
@@ -91,10 +95,12 @@ def main() -> None:
     parser.add_argument("--peer-python", default=None, help="python of a venv with llmcompressor installed")
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration windows (evaluation is fixed)")
     args = parser.parse_args()
-    data = HERE / "results" / f"data-{args.samples}x{args.seq_len}.pt"
+    tag = f"{args.samples}x{args.seq_len}" + (f"-seed{args.seed}" if args.seed else "")
+    data = HERE / "results" / f"data-{tag}.pt"
     data.parent.mkdir(exist_ok=True)
-    model_dir = prepare(data, args.samples, args.seq_len)
+    model_dir = prepare(data, args.samples, args.seq_len, args.seed)
     rows = []
     for impl, method, options in SUITES[args.suite]:
         if impl == "peer" and not args.peer_python:
@@ -104,8 +110,9 @@ def main() -> None:
         row = run_job(python, worker, model_dir, data, method, options)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = HERE / "results" / f"weight_pruning-{args.suite}-{args.samples}x{args.seq_len}.json"
-    out.write_text(json.dumps({"date": str(date.today()), "suite": args.suite, "rows": rows}, indent=1))
+    out = HERE / "results" / f"weight_pruning-{args.suite}-{tag}.json"
+    out.write_text(json.dumps({"date": str(date.today()), "suite": args.suite, "seed": args.seed, "rows": rows},
+                              indent=1))
     print("\n| impl | method | options | PPL | prune s | actual sparsity | peak RSS GB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

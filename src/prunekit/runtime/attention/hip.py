@@ -145,13 +145,17 @@ def gathered_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, indice
         sub = None if mask is None else mask[:, :, :p, :p]
         out[:, :, :p] = torch.nn.functional.scaled_dot_product_attention(
             q[:, :, :p], k[:, head_of, :p], v[:, head_of, :p], attn_mask=sub, is_causal=sub is None, scale=scaling)
+    # one row of K / V per (batch, KV head, position): a selected key is a whole row, copied by index_select
+    # (1.5-1.7x faster than gather with an index expanded over the head dimension)
+    k_rows, v_rows = k.reshape(-1, dim), v.reshape(-1, v.shape[-1])
+    row_base = (torch.arange(bsz, device=q.device)[:, None] * k.shape[1] + head_of[None, :]) * tk  # (B, H)
     for b0 in range(start_block, nq, chunk):
         b1 = min(nq, b0 + chunk)
         idx = indices[:, :, b0:b1]  # (B, H, c, S)
-        safe = idx.clamp(min=0).flatten(2)  # (B, H, c*S)
-        kk = k[:, head_of].gather(2, safe[..., None].expand(-1, -1, -1, dim)).view(bsz, heads, b1 - b0, width, dim)
-        vv = v[:, head_of].gather(2, safe[..., None].expand(-1, -1, -1, v.shape[-1]))
-        vv = vv.view(bsz, heads, b1 - b0, width, v.shape[-1])
+        safe = idx.clamp(min=0)
+        rows = (safe + row_base[:, :, None, None]).flatten()  # (B*H*c*S,)
+        kk = k_rows.index_select(0, rows).view(bsz, heads, b1 - b0, width, dim)
+        vv = v_rows.index_select(0, rows).view(bsz, heads, b1 - b0, width, v.shape[-1])
         qq = qp[:, :, b0 * block_q:b1 * block_q].reshape(bsz, heads, b1 - b0, block_q, dim)
         logits = torch.einsum("bhnqd,bhnsd->bhnqs", qq.float(), kk.float()) * scaling  # (B, H, c, bq, S)
         qpos = tk - tq + torch.arange(b0 * block_q, b1 * block_q, device=q.device).view(b1 - b0, block_q, 1)
@@ -166,7 +170,8 @@ def gathered_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, indice
             else:
                 logits = logits + sub.float()
         logits = logits.masked_fill(~allowed, float("-inf"))
-        probs = logits.softmax(dim=-1).nan_to_num(0.0).to(vv.dtype)
+        probs = logits.softmax(dim=-1)  # every query sees its own key, so a row is empty only under `mask`
+        probs = (probs.nan_to_num(0.0) if mask is not None else probs).to(vv.dtype)
         out[:, :, b0 * block_q:b1 * block_q] = torch.einsum("bhnqs,bhnsd->bhnqd", probs, vv).flatten(2, 3)
     return out[:, :, :tq]
 

@@ -152,8 +152,8 @@ def _high_water_mark_bytes() -> int:
     return 0
 
 
-_active_lock = threading.Lock()
-_active_exact = 0
+_mark_lock = threading.Lock()
+_mark_in_use = False  # an open PeakMemory block owns the kernel's high-water mark
 
 
 class PeakMemory:
@@ -176,13 +176,12 @@ class PeakMemory:
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakMemory:
-        global _active_exact
+        global _mark_in_use
         self.start = self.peak = _rss_bytes()
-        with _active_lock:
+        with _mark_lock:
             # a nested block must not reset the mark that an enclosing block reads at its end
-            if _active_exact == 0 and _reset_high_water_mark():
-                self._exact = True
-                _active_exact += 1
+            if not _mark_in_use and _reset_high_water_mark():
+                self._exact = _mark_in_use = True
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -192,7 +191,7 @@ class PeakMemory:
         self._thread.join()
         self.peak = max(self.peak, _rss_bytes())
         if self._exact:
-            global _active_exact
+            global _mark_in_use
             self.peak = max(self.peak, _high_water_mark_bytes())
-            with _active_lock:
-                _active_exact -= 1
+            with _mark_lock:
+                _mark_in_use = False

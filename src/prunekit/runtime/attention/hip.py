@@ -63,7 +63,7 @@ def hip_select(q: torch.Tensor, k: torch.Tensor, block_q: int, block_k: int, top
     nq, m = end.shape[0], top_k // block_k
     blocks = None
     if m:  # blocks with at most M candidates keep them all; only the rest search (the search is batched)
-        n_all = int(((last - first) <= m).sum())
+        n_all = _short_blocks(first, last, m)
         head = first + torch.arange(m, device=device)  # (M,)
         blocks = torch.where(head < last[:n_all, None], head, -1).expand(bsz, heads, -1, -1)  # (B, H, n_all, M)
         if n_all < nq:
@@ -118,7 +118,12 @@ def dense_prefix_blocks(tq: int, tk: int, block_q: int, block_k: int, top_k: int
     if tq != tk:  # queries after a cached prefix: no block sees only a short causal range
         return 0
     _, _, _, first, last = _blocks(tq, tk, block_q, block_k, sink, window, torch.device("cpu"))
-    return int(((last - first) <= top_k // block_k).sum())
+    return _short_blocks(first, last, top_k // block_k)
+
+
+def _short_blocks(first: int, last: torch.Tensor, m: int) -> int:
+    """Leading query blocks with at most `m` candidate key blocks (`last` never decreases, so they are a prefix)."""
+    return int(((last - first) <= m).sum())
 
 
 def gathered_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, indices: torch.Tensor, block_q: int,

@@ -47,6 +47,13 @@ SUITES = {
         ("ours", "sparsegpt", {"sparsity": 0.5}),
         ("peer", "sparsegpt", {"sparsity": 0.5}),
     ],
+    "sparsegpt-targets": [  # the default (dense_targets 0.25) against plain SparseGPT and llm-compressor
+        ("ours", "sparsegpt", {"sparsity": 0.5}),
+        ("ours", "sparsegpt", {"sparsity": 0.5, "dense_targets": 0.0}),
+        ("peer", "sparsegpt", {"sparsity": 0.5}),
+        ("ours", "sparsegpt", {"pattern": "2:4"}),
+        ("ours", "sparsegpt", {"pattern": "2:4", "dense_targets": 0.0}),
+    ],
     "allocation": [
         ("ours", "magnitude", {"sparsity": 0.7, "allocation": "rd"}),
         ("ours", "wanda", {"sparsity": 0.7, "allocation": "rd"}),

@@ -17,7 +17,8 @@ METHODS.register("random", _ONESHOT, config=WeightPruneConfig, kind="weights",
 METHODS.register("wanda", _ONESHOT, config=WeightPruneConfig, kind="weights",
                  summary="|W| x input norm, per output row (Sun et al. 2023)")
 METHODS.register("sparsegpt", _ONESHOT, config=SparseGPTConfig, kind="weights",
-                 summary="OBS with lazy block updates, unstructured or N:M (Frantar & Alistarh 2023)")
+                 summary="OBS with lazy block updates, unstructured or N:M (Frantar & Alistarh 2023); "
+                         "dense_targets: GPTAQ asymmetric calibration (Li et al. 2025)")
 
 _STRUCTURED = "prunekit.prune.structured:prune_structured"
 for _criterion, _summary in [

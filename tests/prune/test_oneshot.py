@@ -148,3 +148,28 @@ def test_chunked_calibration_prunes_to_the_same_sparsity(corpus):
     q_fused = fused.model.model.layers[0].self_attn.q_proj.weight
     q_chunked = chunked.model.model.layers[0].self_attn.q_proj.weight
     torch.testing.assert_close(q_fused, q_chunked, rtol=1e-4, atol=1e-5)
+
+
+def _block_output_error(family, corpus, **options):
+    """||dense - pruned||^2 of the last hidden states on the calibration corpus."""
+    dense, _ = run(family, "magnitude", corpus, sparsity=0.0)
+    pruned, details = run(family, "sparsegpt", corpus, **options)
+    ids = torch.tensor([[ord(c) % 128 for c in "sample text number 7 with some words " * 2]])
+    with torch.no_grad():
+        a = dense.model(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+        b = pruned.model(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+    return (a - b).square().sum().item(), details
+
+
+def test_dense_targets_outside_zero_to_one_is_a_clear_error():
+    with pytest.raises(ConfigError, match="dense_targets must be in"):
+        from_dict(METHODS.get("sparsegpt").config, {"dense_targets": 1.5}, "sparsegpt")
+
+
+def test_dense_targets_prune_exactly_and_track_the_dense_model_better(corpus):
+    for max_tokens in (32768, 40):  # one fused pass per block, and the chunked two-pass path
+        plain, _ = _block_output_error("llama", corpus, sparsity=0.5, max_batch_tokens=max_tokens,
+                                       dense_targets=0.0)
+        asym, details = _block_output_error("llama", corpus, sparsity=0.5, max_batch_tokens=max_tokens)  # 0.25
+        assert details["actual_sparsity"] == 0.5 and not details["no_calibration_input"]
+        assert asym < plain, (max_tokens, asym, plain)

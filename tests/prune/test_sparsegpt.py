@@ -6,7 +6,7 @@ import torch
 from prunekit.importance.magnitude import magnitude_scores
 from prunekit.importance.wanda import wanda_scores
 from prunekit.prune.patterns import NM, nm_keep_mask, unstructured_keep_mask
-from prunekit.prune.sparsegpt import obs_reconstruction_error, sparsegpt_prune
+from prunekit.prune.sparsegpt import inverse_factor, obs_reconstruction_error, sparsegpt_prune
 
 
 def _problem(seed: int = 0, n_out: int = 32, n_in: int = 64, n_tok: int = 512):
@@ -141,3 +141,14 @@ def test_bad_inputs():
         sparsegpt_prune(W, H, 0.5, damp=-1.0)
     with pytest.raises(ValueError, match="positive definite"):
         sparsegpt_prune(W, -torch.eye(64), 0.5, damp=0.0)
+
+
+def test_a_shared_inverse_factor_gives_the_same_result_and_dead_inputs_stay_zero():
+    W, X, _ = _problem(5)
+    X[:, 9] = 0.0  # a dead input
+    H = 2.0 / X.shape[0] * X.T @ X
+    factor = inverse_factor(H, 0.01)
+    own, own_mask = sparsegpt_prune(W, H, 0.5)
+    shared, shared_mask = sparsegpt_prune(W, H, 0.5, factor=factor)
+    assert torch.equal(own, shared) and torch.equal(own_mask, shared_mask)
+    assert torch.all(shared[:, 9] == 0)

@@ -34,6 +34,15 @@ class Collector(ABC):
             )
         return inputs.detach().reshape(-1, inputs.shape[-1])  # (T, in)
 
+    def _running_average(self, acc: Tensor | None, x: Tensor, dtype: torch.dtype) -> Tensor:
+        """Zero (in, in) accumulator on first use; rescale it by N/(N+T) and count the T new tokens of x."""
+        t = x.shape[0]
+        if acc is None:
+            acc = torch.zeros(x.shape[1], x.shape[1], dtype=dtype, device=x.device)
+        acc.mul_(self.n_tokens / (self.n_tokens + t))
+        self.n_tokens += t
+        return acc
+
     def _check_ready(self) -> None:
         if self.n_tokens == 0:
             raise RuntimeError(f"{type(self).__name__}.result() called before any non-empty add_batch()")
@@ -87,16 +96,42 @@ class HessianCollector(Collector):
 
     def add_batch(self, inputs: Tensor) -> None:
         x = self._tokens(inputs)  # (T, in)
-        t = x.shape[0]
-        if t == 0:
+        if x.shape[0] == 0:
             return
-        if self._H is None:
-            self._H = torch.zeros(x.shape[1], x.shape[1], dtype=self.dtype, device=x.device)
-        self._H.mul_(self.n_tokens / (self.n_tokens + t))
-        self.n_tokens += t
+        self._H = self._running_average(self._H, x, self.dtype)
         xs = x.to(self.dtype) * math.sqrt(2.0 / self.n_tokens)  # (T, in)
         self._H.addmm_(xs.T, xs)
 
     def result(self) -> Tensor:
         self._check_ready()
         return self._H.to(torch.float32, copy=True)  # (in, in)
+
+
+class CrossMomentCollector(Collector):
+    """G = (2/N) sum_t x_t xp_t^T, shape (in, in), of paired inputs: ``dense`` (the dense model's
+    input to a layer) and ``pruned`` (the same layer's input in the model being pruned), token for
+    token. With the Hessian of ``pruned`` it gives the least-squares weights that map the pruned
+    inputs to the dense outputs (prunekit.prune.asymmetric). Same running average as ``HessianCollector``.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self._G: Tensor | None = None  # (in, in)
+
+    def add_batch(self, inputs: Tensor) -> None:
+        raise TypeError("CrossMomentCollector needs paired inputs: use add_pair(dense, pruned)")
+
+    def add_pair(self, dense: Tensor, pruned: Tensor) -> None:
+        if dense.shape != pruned.shape:
+            raise ValueError(f"dense and pruned inputs must have the same shape, got {tuple(dense.shape)} "
+                             f"and {tuple(pruned.shape)}")
+        x, xp = self._tokens(dense), self._tokens(pruned)  # (T, in) each
+        if x.shape[0] == 0:
+            return
+        self._G = self._running_average(self._G, x, self.dtype)
+        self._G.addmm_(x.to(self.dtype).T, xp.to(self.dtype), alpha=2.0 / self.n_tokens)
+
+    def result(self) -> Tensor:
+        self._check_ready()
+        return self._G.to(torch.float32, copy=True)  # (in, in)

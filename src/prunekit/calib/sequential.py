@@ -35,7 +35,7 @@ class BlockInputs:
         self.args[i] = (hidden,) + tuple(self.args[i][1:])
 
 
-def _block_output(out: Any) -> torch.Tensor:
+def block_output(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, tuple | list) else out
 
 
@@ -67,7 +67,7 @@ def run_block(block: nn.Module, inputs: BlockInputs) -> list[torch.Tensor]:
     """Outputs of `block` for every captured batch."""
     outs = []
     for args, kwargs in zip(inputs.args, inputs.kwargs, strict=True):
-        outs.append(_block_output(block(*args, **kwargs)))
+        outs.append(block_output(block(*args, **kwargs)))
     return outs
 
 

@@ -5,31 +5,56 @@ block (prunekit.calib.sequential): a block's layers are pruned group by group in
 (q/k/v, then o, then gate/up, then down), each group calibrated on the inputs it receives after the
 earlier groups were pruned, and the pruned block's outputs feed the next block. Allocation (uniform,
 global, OWL, RD) first fixes a ratio per layer; N:M patterns fix N of every M weights per row group.
+SparseGPT with `dense_targets` > 0 also runs every block of the dense model on the dense hidden states,
+so each layer's inputs in the dense model are known (asymmetric calibration, prune/asymmetric.py).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..allocate.global_threshold import global_threshold_masks, ratios_from_masks
-from ..calib.collectors import HessianCollector, InputNormCollector
-from ..calib.sequential import sequential_blocks
+from ..calib.collectors import CrossMomentCollector, HessianCollector, InputNormCollector
+from ..calib.sequential import block_output, sequential_blocks
 from ..evaluate.efficiency import PeakMemory
 from ..importance.magnitude import magnitude_scores
 from ..importance.random import random_scores
 from ..importance.wanda import wanda_scores
 from ..utils.hooks import HookSet
 from ..utils.progress import track
+from .asymmetric import dense_target_map
 from .config import WeightPruneConfig
 from .layers import PrunableLayer, select_layers
 from .patterns import NM, nm_keep_mask, unstructured_keep_mask
-from .sparsegpt import sparsegpt_prune
+from .sparsegpt import inverse_factor, sparsegpt_prune
 
 MAX_LAYER_SPARSITY = 0.99  # a global threshold may empty a layer; keep 1% so the layer still carries signal
 STATISTIC = {"magnitude": None, "random": None, "wanda": "norms", "sparsegpt": "hessian"}
+
+
+@dataclass
+class HessianStat:
+    """SparseGPT's statistic of one input tensor, shared by the layers that read it (q/k/v, gate/up), so
+    the inverse factor and the dense-target map are computed once per input, not once per layer."""
+
+    hessian: torch.Tensor  # (in, in)
+    cross: torch.Tensor | None = None  # (in, in) cross moment with the dense model's input (dense targets)
+    _factor: torch.Tensor | None = None
+    _map: torch.Tensor | None = None
+
+    def factor(self, damp: float) -> torch.Tensor:
+        if self._factor is None:
+            self._factor = inverse_factor(self.hessian, damp)
+        return self._factor
+
+    def dense_map(self, damp: float, mix: float) -> torch.Tensor:
+        if self._map is None:
+            self._map = dense_target_map(self.hessian, self.cross, damp=damp, mix=mix)
+        return self._map
 
 
 def prune_weights(loaded: Any, config: WeightPruneConfig, ctx: Any, *, method: str) -> dict:
@@ -73,10 +98,18 @@ def nm_sparsity(nm: NM | None, ratio: float) -> float:
 
 def prune_layer(layer: PrunableLayer, method: str, ratio: float, nm: NM | None, stat: torch.Tensor | None,
                 config: WeightPruneConfig, generator: torch.Generator | None = None) -> None:
-    """Prune one layer to `ratio` (or N:M) with `method`, given its input statistic."""
+    """Prune one layer to `ratio` (or N:M) with `method`, given its input statistic.
+
+    For SparseGPT the statistic is a Hessian or a ``HessianStat``; with a cross moment (dense targets)
+    the weights are first mapped towards the dense outputs (prune/asymmetric.py).
+    """
     weight = layer.weight_view().float()  # (out, in)
     if method == "sparsegpt":
-        new, _ = sparsegpt_prune(weight, stat, ratio, nm=nm, block_size=config.block_size, damp=config.damp)
+        stat = stat if isinstance(stat, HessianStat) else HessianStat(stat)
+        if stat.cross is not None:
+            weight = weight @ stat.dense_map(config.damp, config.dense_targets)
+        new, _ = sparsegpt_prune(weight, stat.hessian, ratio, nm=nm, block_size=config.block_size,
+                                 damp=config.damp, factor=stat.factor(config.damp))
         layer.set_weight(new.to(layer.module.weight.dtype))
         return
     if method == "wanda":
@@ -111,13 +144,20 @@ def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[st
     fused = batches.numel() <= config.max_batch_tokens
     chunk = batches.shape[0] if fused else max(1, config.max_batch_tokens // batches.shape[1])
     runner = sequential_blocks(loaded.model, blocks, batches, batch_size=chunk)
+    targets = method == "sparsegpt" and getattr(config, "dense_targets", 0.0) > 0
+    dense_stream: list[torch.Tensor] | None = None  # the dense model's hidden states, per chunk
     for index, block, inputs, advance in track(runner, method, total=len(blocks)):
+        if targets and dense_stream is None:
+            dense_stream = [inputs.hidden(i) for i in range(len(inputs.args))]
         if fused:
+            dense_inputs = None
+            if targets:
+                dense_stream[0], dense_inputs = _layer_inputs(block, inputs, 0, by_block[index], dense_stream[0])
             with HookSet() as hooks:
-                _install_pruning_hooks(hooks, by_block[index], ratios, nm, config, method)
+                _install_pruning_hooks(hooks, by_block[index], ratios, nm, config, method, dense_inputs)
                 advance()
         else:
-            _prune_block_two_pass(block, inputs, by_block[index], ratios, nm, config, method)
+            _prune_block_two_pass(block, inputs, by_block[index], ratios, nm, config, method, dense_stream)
             advance()
         unseen += _prune_unseen(by_block[index], ratios, nm, config)
     if outside:  # e.g. a BERT pooler or an included LM head: statistics from chunked full passes
@@ -130,10 +170,24 @@ def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[st
     return unseen
 
 
+def _layer_inputs(block: torch.nn.Module, inputs: Any, i: int, layers: dict[str, PrunableLayer],
+                  hidden: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run `block` on chunk `i`'s arguments with `hidden` as its hidden states; return its output and the
+    input each of `layers` received (first call)."""
+    seen: dict[str, torch.Tensor] = {}
+    with HookSet() as hooks:
+        for name, layer in layers.items():
+            hooks.forward_pre(layer.module, lambda _m, args, name=name: seen.setdefault(name, args[0]))
+        out = block_output(block(hidden, *inputs.args[i][1:], **inputs.kwargs[i]))
+    return out, seen
+
+
 def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], ratios: dict[str, float],
-                           nm: NM | None, config: WeightPruneConfig, method: str) -> None:
+                           nm: NM | None, config: WeightPruneConfig, method: str,
+                           dense_inputs: dict[str, torch.Tensor] | None = None) -> None:
     # The statistic of the input tensor now flowing; q/k/v (and gate/up) receive the same tensor object.
     # Holding the tensor keeps its memory from being reused by a later input of the same shape.
+    # With `dense_inputs` (SparseGPT with dense targets) the statistic carries the cross moment too.
     shared: dict[str, Any] = {"input": None, "stat": None}
 
     def pre_hook(name: str):
@@ -146,6 +200,12 @@ def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], rat
                 collector = HessianCollector() if STATISTIC[method] == "hessian" else InputNormCollector()
                 collector.add_batch(x)
                 shared["input"], shared["stat"] = x, collector.result()
+                if STATISTIC[method] == "hessian":
+                    shared["stat"] = HessianStat(shared["stat"])
+                    if dense_inputs is not None and name in dense_inputs:
+                        cross = CrossMomentCollector()
+                        cross.add_pair(dense_inputs[name], x)
+                        shared["stat"].cross = cross.result()
             prune_layer(layer, method, ratios[name], nm, shared["stat"], config)
             layer.pruned = True
         return hook
@@ -156,20 +216,30 @@ def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], rat
 
 
 def _prune_block_two_pass(block: torch.nn.Module, inputs: Any, layers: dict[str, PrunableLayer],
-                          ratios: dict[str, float], nm: NM | None, config: WeightPruneConfig, method: str) -> None:
+                          ratios: dict[str, float], nm: NM | None, config: WeightPruneConfig, method: str,
+                          dense_stream: list[torch.Tensor] | None = None) -> None:
     """For calibration sets too large for one batch: statistics of every layer from the dense block over
-    all chunks, then prune (the caller's next pass computes the pruned outputs)."""
+    all chunks, then prune (the caller's next pass computes the pruned outputs). With `dense_stream`
+    (dense targets), each chunk also runs on the dense model's hidden states, which advance in place."""
     collectors = {name: HessianCollector() if STATISTIC[method] == "hessian" else InputNormCollector()
                   for name in layers}
-    with HookSet() as hooks:
-        for name, layer in layers.items():
-            layer.pruned = False
-            hooks.forward_pre(layer.module, lambda _m, args, c=collectors[name]: c.add_batch(args[0]))
-        for args, kwargs in zip(inputs.args, inputs.kwargs, strict=True):
-            block(*args, **kwargs)
+    crosses = {name: CrossMomentCollector() for name in layers} if dense_stream is not None else {}
+    for layer in layers.values():
+        layer.pruned = False
+    for i in range(len(inputs.args)):
+        _, seen = _layer_inputs(block, inputs, i, layers, inputs.hidden(i))
+        for name, x in seen.items():
+            collectors[name].add_batch(x)
+        if dense_stream is not None:
+            dense_stream[i], dense_seen = _layer_inputs(block, inputs, i, layers, dense_stream[i])
+            for name, x in seen.items():
+                crosses[name].add_pair(dense_seen[name], x)
     for name, layer in layers.items():
         if collectors[name].n_tokens:
-            prune_layer(layer, method, ratios[name], nm, collectors[name].result(), config)
+            stat = collectors[name].result()
+            if name in crosses:
+                stat = HessianStat(stat, crosses[name].result())
+            prune_layer(layer, method, ratios[name], nm, stat, config)
             layer.pruned = True
 
 

@@ -60,6 +60,18 @@ def inverse_hessian_cholesky(hessian: Tensor, damp: float = 0.01) -> Tensor:
     return upper
 
 
+def inverse_factor(hessian: Tensor, damp: float = 0.01, dtype: torch.dtype = torch.float32) -> Tensor:
+    """U of ``sparsegpt_prune`` for this Hessian: inputs that are always zero (diag H == 0) get H_ii = 1,
+    then the upper Cholesky factor of the dampened inverse. (in, in); ``hessian`` is not modified.
+
+    Layers that read the same input (q/k/v, gate/up) share it: compute once, pass as ``factor``.
+    """
+    H = hessian.detach().to(dtype=dtype, copy=True)  # (in, in)
+    dead_idx = (torch.diagonal(H) == 0).nonzero().squeeze(1)
+    H[dead_idx, dead_idx] = 1.0
+    return inverse_hessian_cholesky(H, damp)
+
+
 def _block_keep_mask(saliency: Tensor, sparsity: float, i1: int, i2: int, per_row: bool) -> Tensor:
     """Adaptive unstructured mask for columns [i1, i2): prune the lowest-saliency weights.
 
@@ -85,6 +97,7 @@ def sparsegpt_prune(
     damp: float = 0.01,
     per_row: bool = False,
     dtype: torch.dtype = torch.float32,
+    factor: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Prune ``weight`` (out, in) with SparseGPT; return ``(new_weight, keep_mask)``.
 
@@ -98,6 +111,8 @@ def sparsegpt_prune(
         damp: lambda = damp * mean(diag H) added to diag H.
         per_row: unstructured only; prune the same count in every output row.
         dtype: compute dtype, float32 (default) or float64.
+        factor: ``inverse_factor(hessian, damp, dtype)`` when already computed (shared by layers that
+            read the same input); computed here otherwise.
 
     Exactness: ``keep_mask`` has exactly ``round(sparsity * out * in)`` False entries
     (``round(sparsity * in)`` per row with ``per_row``), or exactly ``n`` True per group of
@@ -115,13 +130,9 @@ def sparsegpt_prune(
         return weight.detach().clone(), torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
 
     W = weight.detach().to(dtype=dtype, copy=True)  # (out, in)
-    H = hessian.detach().to(device=W.device, dtype=dtype, copy=True)  # (in, in)
-    dead = torch.diagonal(H) == 0  # (in,) inputs that are always zero
-    dead_idx = dead.nonzero().squeeze(1)
-    H[dead_idx, dead_idx] = 1.0
+    dead = torch.diagonal(hessian) == 0  # (in,) inputs that are always zero
     W[:, dead] = 0.0
-    U = inverse_hessian_cholesky(H, damp)  # (in, in), H^-1 = U^T U
-    del H
+    U = inverse_factor(hessian, damp, dtype) if factor is None else factor.to(device=W.device, dtype=dtype)
 
     keep = torch.ones(W.shape, dtype=torch.bool, device=W.device)  # (out, in)
     for i1 in range(0, n_in, block_size):

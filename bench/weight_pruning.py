@@ -47,6 +47,10 @@ SUITES = {
         ("ours", "sparsegpt", {"sparsity": 0.5}),
         ("peer", "sparsegpt", {"sparsity": 0.5}),
     ],
+    "sidebyside-sparsegpt-plain": [  # plain SparseGPT (no dense targets), as measured before they were the default
+        ("ours", "sparsegpt", {"sparsity": 0.5, "dense_targets": 0.0}),
+        ("peer", "sparsegpt", {"sparsity": 0.5}),
+    ],
     "sparsegpt-targets": [  # the default (dense_targets 0.25) against plain SparseGPT and llm-compressor
         ("ours", "sparsegpt", {"sparsity": 0.5}),
         ("ours", "sparsegpt", {"sparsity": 0.5, "dense_targets": 0.0}),

@@ -170,15 +170,30 @@ def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[st
     return unseen
 
 
-def _layer_inputs(block: torch.nn.Module, inputs: Any, i: int, layers: dict[str, PrunableLayer],
-                  hidden: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Run `block` on chunk `i`'s arguments with `hidden` as its hidden states; return its output and the
-    input each of `layers` received (first call)."""
-    seen: dict[str, torch.Tensor] = {}
+def _run_block(block: torch.nn.Module, inputs: Any, i: int, layers: dict[str, PrunableLayer], hidden: torch.Tensor,
+               on_input: Any) -> torch.Tensor:
+    """Run `block` on chunk `i`'s arguments with `hidden` as its hidden states, calling `on_input(name, x)`
+    with the input x of each of `layers` (its first call only); return the block's output."""
+    done: set[str] = set()
+
+    def hook(name: str):
+        def pre(_module, args):
+            if name not in done:
+                done.add(name)
+                on_input(name, args[0])
+        return pre
+
     with HookSet() as hooks:
         for name, layer in layers.items():
-            hooks.forward_pre(layer.module, lambda _m, args, name=name: seen.setdefault(name, args[0]))
-        out = block_output(block(hidden, *inputs.args[i][1:], **inputs.kwargs[i]))
+            hooks.forward_pre(layer.module, hook(name))
+        return block_output(block(hidden, *inputs.args[i][1:], **inputs.kwargs[i]))
+
+
+def _layer_inputs(block: torch.nn.Module, inputs: Any, i: int, layers: dict[str, PrunableLayer],
+                  hidden: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The block's output on `hidden` (chunk `i`) and the input each of `layers` received."""
+    seen: dict[str, torch.Tensor] = {}
+    out = _run_block(block, inputs, i, layers, hidden, seen.__setitem__)
     return out, seen
 
 
@@ -226,14 +241,18 @@ def _prune_block_two_pass(block: torch.nn.Module, inputs: Any, layers: dict[str,
     crosses = {name: CrossMomentCollector() for name in layers} if dense_stream is not None else {}
     for layer in layers.values():
         layer.pruned = False
-    for i in range(len(inputs.args)):
-        _, seen = _layer_inputs(block, inputs, i, layers, inputs.hidden(i))
-        for name, x in seen.items():
-            collectors[name].add_batch(x)
+    kept: dict[str, torch.Tensor] = {}  # one chunk's pruned-stream inputs, only to pair with the dense ones
+
+    def add(name: str, x: torch.Tensor) -> None:
+        collectors[name].add_batch(x)
         if dense_stream is not None:
-            dense_stream[i], dense_seen = _layer_inputs(block, inputs, i, layers, dense_stream[i])
-            for name, x in seen.items():
-                crosses[name].add_pair(dense_seen[name], x)
+            kept[name] = x
+
+    for i in range(len(inputs.args)):
+        _run_block(block, inputs, i, layers, inputs.hidden(i), add)
+        if dense_stream is not None:
+            dense_stream[i] = _run_block(block, inputs, i, layers, dense_stream[i],
+                                         lambda name, x: crosses[name].add_pair(x, kept.pop(name)))
     for name, layer in layers.items():
         if collectors[name].n_tokens:
             stat = collectors[name].result()

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cnn import MODELS, macs, ours  # noqa: E402
+from cnn import MODELS, latency, macs, ours  # noqa: E402
 
 
 def timed_models(dense: torch.nn.Module, pruned: torch.nn.Module, modes: list[str]) -> dict:
@@ -68,18 +66,9 @@ def main() -> None:
     for batch in args.batch or [default_batch]:
         x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
         models = timed_models(dense, pruned.eval(), args.modes)
-        times: dict = {key: [] for key in models}
-        with torch.inference_mode():
-            for model in models.values():  # warm-up (compiles)
-                model(x)
-                model(x)
-            for _ in range(args.repeats):
-                for key, model in models.items():
-                    start = time.perf_counter()
-                    model(x)
-                    times[key].append(time.perf_counter() - start)
+        medians = latency(models, x, args.repeats)  # interleaved, after two warm-up calls (which compile)
         for mode in args.modes:
-            d, p = (statistics.median(times[(mode, k)]) for k in ("dense", "pruned"))
+            d, p = medians[(mode, "dense")], medians[(mode, "pruned")]
             row = {"batch": batch, "mode": mode, "dense_ms": d * 1e3, "pruned_ms": p * 1e3, "speedup": d / p,
                    "speedup_over_macs_reduction": d / p / reduction}
             result["rows"].append(row)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from prunekit.calib.collectors import CrossMomentCollector, HessianCollector
-from prunekit.prune.asymmetric import dense_target_weight
+from prunekit.prune.asymmetric import dense_target_map
 from prunekit.prune.sparsegpt import sparsegpt_prune
 
 
@@ -14,6 +14,11 @@ def _pair(seed=0, tokens=400, n_in=12, n_out=7):
     pruned = dense + 0.3 * torch.randn(tokens, n_in, generator=g, dtype=torch.float64)  # drifted inputs
     weight = torch.randn(n_out, n_in, generator=g, dtype=torch.float64)
     return dense, pruned, weight
+
+
+def dense_target_weight(weight, hessian, cross, **options):
+    """W B: the weight SparseGPT prunes with dense targets."""
+    return weight @ dense_target_map(hessian, cross, **options)
 
 
 def test_cross_moment_matches_the_batch_formula_when_fed_in_chunks():

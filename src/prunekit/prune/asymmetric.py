@@ -50,14 +50,3 @@ def dense_target_map(hessian: Tensor, cross: Tensor, *, damp: float = 0.01, mix:
     mapping[:, torch.diagonal(hessian) == 0] = 0.0
     return mapping
 
-
-def dense_target_weight(weight: Tensor, hessian: Tensor, cross: Tensor, *, damp: float = 0.01,
-                        mix: float = 1.0) -> Tensor:
-    """W + mix * (W* - W) (out, in), W* = W G (H + lam I)^-1, for weight W (out, in), hessian H and cross
-    moment G (in, in); see ``dense_target_map``. Returned in weight's dtype."""
-    n_in = weight.shape[1]
-    if hessian.shape != (n_in, n_in):
-        raise ValueError(f"hessian must have shape ({n_in}, {n_in}) for weight {tuple(weight.shape)}, "
-                         f"got {tuple(hessian.shape)}")
-    mapping = dense_target_map(hessian, cross, damp=damp, mix=mix)
-    return (weight.detach().to(mapping.dtype) @ mapping).to(weight.dtype)

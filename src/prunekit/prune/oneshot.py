@@ -234,32 +234,49 @@ def _prune_block_two_pass(block: torch.nn.Module, inputs: Any, layers: dict[str,
                           ratios: dict[str, float], nm: NM | None, config: WeightPruneConfig, method: str,
                           dense_stream: list[torch.Tensor] | None = None) -> None:
     """For calibration sets too large for one batch: statistics of every layer from the dense block over
-    all chunks, then prune (the caller's next pass computes the pruned outputs). With `dense_stream`
-    (dense targets), each chunk also runs on the dense model's hidden states, which advance in place."""
-    collectors = {name: HessianCollector() if STATISTIC[method] == "hessian" else InputNormCollector()
-                  for name in layers}
-    crosses = {name: CrossMomentCollector() for name in layers} if dense_stream is not None else {}
+    all chunks, then prune (the caller's next pass computes the pruned outputs). Layers that read one input
+    tensor (q/k/v, gate/up) share one statistic. With `dense_stream` (dense targets), each chunk also runs on
+    the dense model's hidden states, which advance in place."""
+    hessian = STATISTIC[method] == "hessian"
+    collectors: dict[str, Any] = {}  # one per input tensor, kept by the first layer that reads it
+    crosses: dict[str, CrossMomentCollector] = {}
+    owner: dict[str, str] = {}  # layer -> the first layer that read the same input (q/k/v, gate/up)
+    previous: dict[str, Any] = {"input": None, "name": None}  # holding the tensor keeps its identity unique
+    kept: dict[str, torch.Tensor] = {}  # one chunk's pruned-stream inputs, only to pair with the dense ones
     for layer in layers.values():
         layer.pruned = False
-    kept: dict[str, torch.Tensor] = {}  # one chunk's pruned-stream inputs, only to pair with the dense ones
 
     def add(name: str, x: torch.Tensor) -> None:
-        collectors[name].add_batch(x)
+        if previous["input"] is x:
+            owner[name] = previous["name"]
+            return
+        owner[name] = name
+        previous["input"], previous["name"] = x, name
+        collectors.setdefault(name, HessianCollector() if hessian else InputNormCollector()).add_batch(x)
         if dense_stream is not None:
             kept[name] = x
 
+    def pair(name: str, x: torch.Tensor) -> None:
+        if owner[name] == name:
+            crosses.setdefault(name, CrossMomentCollector()).add_pair(x, kept.pop(name))
+
     for i in range(len(inputs.args)):
+        previous["input"] = None
         _run_block(block, inputs, i, layers, inputs.hidden(i), add)
         if dense_stream is not None:
-            dense_stream[i] = _run_block(block, inputs, i, layers, dense_stream[i],
-                                         lambda name, x: crosses[name].add_pair(x, kept.pop(name)))
+            dense_stream[i] = _run_block(block, inputs, i, layers, dense_stream[i], pair)
+    previous["input"] = None
+    stats: dict[str, Any] = {}
     for name, layer in layers.items():
-        if collectors[name].n_tokens:
-            stat = collectors[name].result()
-            if name in crosses:
-                stat = HessianStat(stat, crosses[name].result())
-            prune_layer(layer, method, ratios[name], nm, stat, config)
-            layer.pruned = True
+        source = owner.get(name)
+        if source is None or not collectors[source].n_tokens:
+            continue
+        if source not in stats:
+            stats[source] = collectors[source].result()
+            if hessian:
+                stats[source] = HessianStat(stats[source], crosses[source].result() if source in crosses else None)
+        prune_layer(layer, method, ratios[name], nm, stats[source], config)
+        layer.pruned = True
 
 
 def _prune_unseen(layers: dict[str, PrunableLayer], ratios: dict[str, float], nm: NM | None,

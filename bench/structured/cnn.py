@@ -65,6 +65,17 @@ def torch_pruning(python: str, name: str, ratio: float, repeats: int) -> tuple[t
         return torch.load(out, weights_only=False).eval(), info
 
 
+def forward_with_hooks(model: torch.nn.Module, x: torch.Tensor, kinds: tuple[type, ...], make_hook) -> None:
+    """One forward of `x` (inference mode) with the forward hook `make_hook(name)` on every module of `kinds`."""
+    hooks = [m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if isinstance(m, kinds)]
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def latency(models: dict[str, torch.nn.Module], x: torch.Tensor, repeats: int) -> dict[str, float]:
     """Median seconds per forward, runs interleaved across models."""
     times: dict[str, list[float]] = {k: [] for k in models}

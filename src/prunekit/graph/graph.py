@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -115,7 +116,7 @@ class DependencyGraph:
                 tensor = getattr(module, attr, None)
                 if tensor is None:
                     continue
-                at = index_map if index_map is not None else torch.arange(channels.numel())
+                at = index_map if index_map is not None else _arange(channels.numel())
                 rep = torch.full((tensor.shape[dim],), -1, dtype=torch.long)
                 rep[at] = channels
                 tkey = (id(tensor), dim)
@@ -144,7 +145,7 @@ class DependencyGraph:
             members.setdefault(int(space_labels[i]), []).append(i)
         for root in sorted(members):
             ids = members[root]
-            chans = torch.cat([torch.arange(spaces[i].offset, spaces[i].offset + spaces[i].size) for i in ids])
+            chans = torch.cat([_arange(spaces[i].size) + spaces[i].offset for i in ids])
             unit_labels = torch.unique(labels[chans])
             unit_labels = unit_labels[~frozen[unit_labels]]
             if unit_labels.numel() == 0:
@@ -157,19 +158,26 @@ class DependencyGraph:
             self.groups.append(Group(spaces[named].key, kind, units, [], None, self))
         self.num_units = next_unit
         unit_of_channel = unit_of_label[labels]  # (total,)
-        self.port_units = {key: unit_of_channel[ch] for key, ch in first.items()}
-        self.tensor_dims = [TensorDim(t, d, torch.where(reps[k] >= 0, unit_of_channel[reps[k].clamp(min=0)], -1), [])
-                            for k, (t, d) in self._tensors.items()]
+        self.port_units = dict(zip(first, _gather_split(unit_of_channel, list(first.values())), strict=True))
+        units = _gather_split(unit_of_channel, [reps[k] for k in self._tensors])
+        self.tensor_dims = [TensorDim(t, d, u, []) for (t, d), u in zip(self._tensors.values(), units, strict=True)]
         self._attach_modules(unit_of_channel, trace, spaces)
 
     def _attach_modules(self, unit_of_channel: Tensor, trace: TraceResult, spaces: list) -> None:
         group_of_unit = torch.full((self.num_units,), -1, dtype=torch.long)
         for gi, g in enumerate(self.groups):
             group_of_unit[g.units] = gi
-        for (module, _port), units in self.port_units.items():
-            for gi in torch.unique(group_of_unit[units[units >= 0]]).tolist():
-                if module not in self.groups[gi].modules:
-                    self.groups[gi].modules.append(module)
+        ports = list(self.port_units)
+        if ports and self.groups:  # (port, group) pairs in port order, as one unique over codes port * groups + group
+            units = torch.cat(list(self.port_units.values()))
+            port_of = torch.repeat_interleave(torch.arange(len(ports)),
+                                              torch.tensor([u.numel() for u in self.port_units.values()]))
+            groups = group_of_unit[units.clamp(min=0)]
+            keep = (units >= 0) & (groups >= 0)
+            for code in torch.unique(port_of[keep] * len(self.groups) + groups[keep]).tolist():
+                port, gi = divmod(code, len(self.groups))
+                if ports[port][0] not in self.groups[gi].modules:
+                    self.groups[gi].modules.append(ports[port][0])
         for space, blocks in trace.blocks:
             off = spaces[space].offset
             unit_blocks = [unit_of_channel[torch.tensor(b) + off] for b in blocks]
@@ -273,3 +281,18 @@ def split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
     if isinstance(example_inputs, tuple | list):
         return tuple(example_inputs), {}
     return (example_inputs,), {}
+
+
+@lru_cache(maxsize=512)
+def _arange(n: int) -> Tensor:
+    """A shared torch.arange(n) (read only: used as an index)."""
+    return torch.arange(n)
+
+
+def _gather_split(table: Tensor, indices: list[Tensor]) -> list[Tensor]:
+    """[table[i] where i >= 0, else -1] for every index tensor, as one gather."""
+    if not indices:
+        return []
+    flat = torch.cat(indices)
+    values = torch.where(flat >= 0, table[flat.clamp(min=0)], -1)
+    return list(values.split([i.numel() for i in indices]))

@@ -63,27 +63,33 @@ def estimate(graph: DependencyGraph, removed: Tensor) -> dict[str, int]:
 def apply_removal(graph: DependencyGraph, removed: Tensor, *, mode: str = "slice") -> None:
     """Remove (mode="slice") or zero (mode="mask") the flagged units in `graph.model`."""
     model = graph.model
-    drops: dict[int, dict[int, Tensor]] = {}
+    drops: dict[int, dict[int, Tensor]] = {}  # tensor id -> {dim: (size,) bool, True = remove}
     tensors: dict[int, Tensor] = {}
-    for td in graph.tensor_dims:
-        idx = removed[td.units].nonzero().squeeze(1)  # tensor indices to remove along td.dim
-        if idx.numel():
-            drops.setdefault(id(td.tensor), {})[td.dim] = idx
+    flags = removed[torch.cat([td.units for td in graph.tensor_dims])] if graph.tensor_dims else removed[:0]
+    sizes = [td.units.numel() for td in graph.tensor_dims]
+    owner = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long))
+    hit = torch.zeros(len(sizes), dtype=torch.long).index_add_(0, owner, flags.long()) > 0
+    for td, drop, any_hit in zip(graph.tensor_dims, flags.split(sizes), hit.tolist(), strict=True):
+        if any_hit:
+            drops.setdefault(id(td.tensor), {})[td.dim] = drop
             tensors[id(td.tensor)] = td.tensor
     custom = []
+    modules = dict(model.named_modules())
     for (module_name, port), units in graph.port_units.items():
-        module = model.get_submodule(module_name)
+        module = modules[module_name]
         handler = handler_for(module)
+        if handler is None or not handler.overrides_prune():
+            continue
         idx = removed[units].nonzero().squeeze(1)
-        if handler is not None and handler.overrides_prune() and idx.numel():
+        if idx.numel():
             custom.append((handler, module, module_name, port, idx.tolist()))
     with torch.no_grad():
         if mode == "mask":
             for key, dims in drops.items():
                 tensor = tensors[key]
                 if isinstance(tensor, nn.Parameter):
-                    for dim, idx in dims.items():
-                        tensor.data.index_fill_(dim, idx, 0.0)
+                    for dim, drop in dims.items():
+                        tensor.data.index_fill_(dim, drop.nonzero().squeeze(1), 0.0)
             if custom:
                 names = ", ".join(c[2] for c in custom)
                 raise NotImplementedError(f"Masking is not available for layers with custom prune functions: {names}")
@@ -106,10 +112,8 @@ def apply_removal(graph: DependencyGraph, removed: Tensor, *, mode: str = "slice
 
 def _sliced(tensor: Tensor, dims: dict[int, Tensor]) -> Tensor:
     new = tensor.detach()
-    for dim, idx in dims.items():
-        keep = torch.ones(new.shape[dim], dtype=torch.bool)
-        keep[idx] = False
-        new = new.index_select(dim, keep.nonzero().squeeze(1))
+    for dim, drop in dims.items():
+        new = new.index_select(dim, (~drop).nonzero().squeeze(1))
     new = new.contiguous()
     if isinstance(tensor, nn.Parameter):
         return nn.Parameter(new, requires_grad=tensor.requires_grad)

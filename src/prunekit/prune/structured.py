@@ -157,8 +157,10 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
         return {g.name: random_scores(torch.empty(g.size), generator) for g in groups}
     if criterion in ("l1", "l2"):
         p = 1 if criterion == "l1" else 2
-        return {g.name: group_norm_scores([(td.tensor, td.dim, pos) for td, pos in graph.param_slices(g)],
-                                          g.size, p) for g in groups}
+        # units of different groups are disjoint: score every unit of the graph in one pass over its parameters
+        every_unit = group_norm_scores([(td.tensor, td.dim, td.units) for td in graph.tensor_dims if td.is_param],
+                                       graph.num_units, p)
+        return {g.name: every_unit[g.units] for g in groups}
     if batches is None:
         if ctx is None or loaded.tokenizer is None:
             raise ConfigError("taylor needs calibration data: run it from a recipe (a tokenizer and a calibration "

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from graph_nets import all_nets
 from torch import nn
 
 from prunekit.errors import ConfigError
@@ -13,7 +14,7 @@ from prunekit.graph.plan import apply_plan
 from prunekit.importance.group_norm import group_norm_scores
 from prunekit.importance.taylor import accumulate_gradients, causal_lm_loss, taylor_scores
 from prunekit.models import LoadedModel
-from prunekit.prune.structured import StructuredPruneConfig, criterion_of, prune_structured
+from prunekit.prune.structured import StructuredPruneConfig, criterion_of, prune_structured, score_groups
 from prunekit.testing import tiny_loaded
 
 IDS = torch.randint(0, 128, (2, 8), generator=torch.Generator().manual_seed(0))
@@ -49,6 +50,19 @@ def test_group_norm_sums_over_every_coupled_slice():
     torch.testing.assert_close(group_norm_scores(slices, 3, p=2), torch.tensor([6.0, 9.0, 20.0]).sqrt())
     masked = group_norm_scores([(up, 0, torch.tensor([0, -1, 0]))], 3, p=1)
     torch.testing.assert_close(masked, torch.tensor([7.0, 0.0, 0.0]))
+
+
+@pytest.mark.parametrize("name", ["residual", "concat", "grouped", "conv1d_glu"])
+def test_norm_scores_of_all_units_at_once_equal_each_groups_own(name):
+    model, x = all_nets()[name]
+    graph = DependencyGraph.build(model, x)
+    config = StructuredPruneConfig(ratio=0.5, scope=["channels", "heads", "mlp"])
+    for criterion, p in (("l1", 1), ("l2", 2)):
+        every = score_groups(graph, graph.groups, criterion, None, config, None, None, None)
+        for g in graph.groups:
+            own = group_norm_scores([(td.tensor, td.dim, pos) for td, pos in graph.param_slices(g)], g.size, p)
+            alone = score_groups(graph, [g], criterion, None, config, None, None, None)
+            assert torch.equal(every[g.name], own) and torch.equal(alone[g.name], own), (criterion, g.name)
 
 
 def test_taylor_is_weight_times_gradient_summed_per_unit():

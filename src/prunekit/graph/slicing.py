@@ -60,16 +60,24 @@ def estimate(graph: DependencyGraph, removed: Tensor) -> dict[str, int]:
     return {"params": int(params), "macs": int(round(macs))}
 
 
+def flags_per_slice(flags: Tensor, index_lists: list[Tensor]) -> tuple[list[Tensor], list[bool]]:
+    """([flags[i] for i in index_lists], [bool(flags[i].any()) ...]) as one gather and one scatter-add."""
+    if not index_lists:
+        return [], []
+    sizes = [i.numel() for i in index_lists]
+    gathered = flags[torch.cat(index_lists)]
+    owner = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long))
+    hits = torch.zeros(len(sizes), dtype=torch.long).index_add_(0, owner, gathered.long())
+    return list(gathered.split(sizes)), (hits > 0).tolist()
+
+
 def apply_removal(graph: DependencyGraph, removed: Tensor, *, mode: str = "slice") -> None:
     """Remove (mode="slice") or zero (mode="mask") the flagged units in `graph.model`."""
     model = graph.model
     drops: dict[int, dict[int, Tensor]] = {}  # tensor id -> {dim: (size,) bool, True = remove}
     tensors: dict[int, Tensor] = {}
-    flags = removed[torch.cat([td.units for td in graph.tensor_dims])] if graph.tensor_dims else removed[:0]
-    sizes = [td.units.numel() for td in graph.tensor_dims]
-    owner = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long))
-    hit = torch.zeros(len(sizes), dtype=torch.long).index_add_(0, owner, flags.long()) > 0
-    for td, drop, any_hit in zip(graph.tensor_dims, flags.split(sizes), hit.tolist(), strict=True):
+    per_dim, any_per_dim = flags_per_slice(removed, [td.units for td in graph.tensor_dims])
+    for td, drop, any_hit in zip(graph.tensor_dims, per_dim, any_per_dim, strict=True):
         if any_hit:
             drops.setdefault(id(td.tensor), {})[td.dim] = drop
             tensors[id(td.tensor)] = td.tensor

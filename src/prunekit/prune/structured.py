@@ -147,6 +147,7 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
     """{group name: (size,) unit scores} with the chosen criterion (higher = keep)."""
     import torch
 
+    from ..graph.slicing import flags_per_slice
     from ..importance.group_norm import group_norm_scores
     from ..importance.random import random_scores
     from ..importance.taylor import accumulate_gradients, causal_lm_loss, taylor_scores
@@ -157,10 +158,16 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
         return {g.name: random_scores(torch.empty(g.size), generator) for g in groups}
     if criterion in ("l1", "l2"):
         p = 1 if criterion == "l1" else 2
-        # units of different groups are disjoint: score every unit of the graph in one pass over its parameters
-        every_unit = group_norm_scores([(td.tensor, td.dim, td.units) for td in graph.tensor_dims if td.is_param],
-                                       graph.num_units, p)
-        return {g.name: every_unit[g.units] for g in groups}
+        # units of different groups are disjoint: score all of them in one pass over the parameter slices
+        # that hold any unit of `groups` (unit -1 marks indices no unit owns)
+        wanted = torch.zeros(graph.num_units + 1, dtype=torch.bool)
+        for g in groups:
+            wanted[g.units] = True
+        params = [td for td in graph.tensor_dims if td.is_param]
+        touched = flags_per_slice(wanted, [td.units for td in params])[1]
+        all_units = group_norm_scores([(td.tensor, td.dim, td.units) for td, t in zip(params, touched, strict=True)
+                                       if t], graph.num_units, p)
+        return {g.name: all_units[g.units] for g in groups}
     if batches is None:
         if ctx is None or loaded.tokenizer is None:
             raise ConfigError("taylor needs calibration data: run it from a recipe (a tokenizer and a calibration "
@@ -174,3 +181,4 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
     grads = accumulate_gradients(graph.model, batches, loss_fn)
     return {g.name: taylor_scores([(td.tensor, grads[id(td.tensor)], td.dim, pos)
                                    for td, pos in graph.param_slices(g)], g.size) for g in groups}
+

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from .errors import StaleGraph
 from .handler import handler_for
+from .slicing import gather_per_slice
 from .space import connected_components
 from .trace import Tracer, TraceResult
 
@@ -158,8 +159,9 @@ class DependencyGraph:
             self.groups.append(Group(spaces[named].key, kind, units, [], None, self))
         self.num_units = next_unit
         unit_of_channel = unit_of_label[labels]  # (total,)
-        self.port_units = dict(zip(first, _gather_split(unit_of_channel, list(first.values())), strict=True))
-        units = _gather_split(unit_of_channel, [reps[k] for k in self._tensors])
+        self.port_units = dict(zip(first, gather_per_slice(unit_of_channel, list(first.values())), strict=True))
+        no_channel = torch.cat([unit_of_channel, unit_of_channel.new_full((1,), -1)])  # index -1 -> unit -1
+        units = gather_per_slice(no_channel, [reps[k] for k in self._tensors])
         self.tensor_dims = [TensorDim(t, d, u, []) for (t, d), u in zip(self._tensors.values(), units, strict=True)]
         self._attach_modules(unit_of_channel, trace, spaces)
 
@@ -288,11 +290,3 @@ def _arange(n: int) -> Tensor:
     """A shared torch.arange(n) (read only: used as an index)."""
     return torch.arange(n)
 
-
-def _gather_split(table: Tensor, indices: list[Tensor]) -> list[Tensor]:
-    """[table[i] where i >= 0, else -1] for every index tensor, as one gather."""
-    if not indices:
-        return []
-    flat = torch.cat(indices)
-    values = torch.where(flat >= 0, table[flat.clamp(min=0)], -1)
-    return list(values.split([i.numel() for i in indices]))

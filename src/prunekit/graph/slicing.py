@@ -60,15 +60,21 @@ def estimate(graph: DependencyGraph, removed: Tensor) -> dict[str, int]:
     return {"params": int(params), "macs": int(round(macs))}
 
 
-def flags_per_slice(flags: Tensor, index_lists: list[Tensor]) -> tuple[list[Tensor], list[bool]]:
-    """([flags[i] for i in index_lists], [bool(flags[i].any()) ...]) as one gather and one scatter-add."""
+def gather_per_slice(table: Tensor, index_lists: list[Tensor]) -> list[Tensor]:
+    """[table[i] for i in index_lists] as one gather (an index -1 reads the table's last entry)."""
     if not index_lists:
-        return [], []
-    sizes = [i.numel() for i in index_lists]
-    gathered = flags[torch.cat(index_lists)]
-    owner = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long))
-    hits = torch.zeros(len(sizes), dtype=torch.long).index_add_(0, owner, gathered.long())
-    return list(gathered.split(sizes)), (hits > 0).tolist()
+        return []
+    return list(table[torch.cat(index_lists)].split([i.numel() for i in index_lists]))
+
+
+def any_per_slice(flags: Tensor, index_lists: list[Tensor]) -> list[bool]:
+    """[bool(flags[i].any()) for i in index_lists] as one gather and one scatter-add."""
+    if not index_lists:
+        return []
+    sizes = torch.tensor([i.numel() for i in index_lists], dtype=torch.long)
+    owner = torch.repeat_interleave(torch.arange(len(index_lists)), sizes)
+    hits = torch.zeros(len(index_lists), dtype=torch.long).index_add_(0, owner, flags[torch.cat(index_lists)].long())
+    return (hits > 0).tolist()
 
 
 def apply_removal(graph: DependencyGraph, removed: Tensor, *, mode: str = "slice") -> None:
@@ -76,8 +82,9 @@ def apply_removal(graph: DependencyGraph, removed: Tensor, *, mode: str = "slice
     model = graph.model
     drops: dict[int, dict[int, Tensor]] = {}  # tensor id -> {dim: (size,) bool, True = remove}
     tensors: dict[int, Tensor] = {}
-    per_dim, any_per_dim = flags_per_slice(removed, [td.units for td in graph.tensor_dims])
-    for td, drop, any_hit in zip(graph.tensor_dims, per_dim, any_per_dim, strict=True):
+    units = [td.units for td in graph.tensor_dims]
+    for td, drop, any_hit in zip(graph.tensor_dims, gather_per_slice(removed, units), any_per_slice(removed, units),
+                                 strict=True):
         if any_hit:
             drops.setdefault(id(td.tensor), {})[td.dim] = drop
             tensors[id(td.tensor)] = td.tensor

@@ -147,7 +147,7 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
     """{group name: (size,) unit scores} with the chosen criterion (higher = keep)."""
     import torch
 
-    from ..graph.slicing import flags_per_slice
+    from ..graph.slicing import any_per_slice
     from ..importance.group_norm import group_norm_scores
     from ..importance.random import random_scores
     from ..importance.taylor import accumulate_gradients, causal_lm_loss, taylor_scores
@@ -164,7 +164,7 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
         for g in groups:
             wanted[g.units] = True
         params = [td for td in graph.tensor_dims if td.is_param]
-        touched = flags_per_slice(wanted, [td.units for td in params])[1]
+        touched = any_per_slice(wanted, [td.units for td in params])
         all_units = group_norm_scores([(td.tensor, td.dim, td.units) for td, t in zip(params, touched, strict=True)
                                        if t], graph.num_units, p)
         return {g.name: all_units[g.units] for g in groups}

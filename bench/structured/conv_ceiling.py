@@ -10,7 +10,7 @@ short of their MACs reduction (ideally 4x for a dense convolution at half the ch
 depthwise one).
 
   python bench/structured/conv_ceiling.py --model resnet56 --batch 128 [--threads 2] [--repeats 11]
-Writes bench/results/structured-conv-ceiling-<model>-b<batch>.json.
+Writes bench/results/structured-conv-ceiling-<model>-b<batch>-t<threads>.json.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def main() -> None:
         print(f"  {s:22s} {v['dense']:8.1f} -> {v['pruned']:7.1f} ms ({v['dense'] / v['pruned']:.2f}x)")
     result = {"date": date.today().isoformat(), "torch": torch.__version__, "model": args.model, "batch": args.batch,
               "threads": args.threads, "repeats": args.repeats, "summary": summary, "layers": layers}
-    out = HERE.parent / "results" / f"structured-conv-ceiling-{args.model}-b{args.batch}.json"
+    out = HERE.parent / "results" / f"structured-conv-ceiling-{args.model}-b{args.batch}-t{args.threads}.json"
     out.write_text(json.dumps(result, indent=1))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import torch
@@ -117,9 +116,11 @@ class DependencyGraph:
                 tensor = getattr(module, attr, None)
                 if tensor is None:
                     continue
-                at = index_map if index_map is not None else _arange(channels.numel())
                 rep = torch.full((tensor.shape[dim],), -1, dtype=torch.long)
-                rep[at] = channels
+                if index_map is None:
+                    rep[:channels.numel()] = channels
+                else:
+                    rep[index_map] = channels
                 tkey = (id(tensor), dim)
                 if tkey in reps:  # a tied tensor: its two users see the same channels
                     both = (reps[tkey] >= 0) & (rep >= 0)
@@ -146,7 +147,7 @@ class DependencyGraph:
             members.setdefault(int(space_labels[i]), []).append(i)
         for root in sorted(members):
             ids = members[root]
-            chans = torch.cat([_arange(spaces[i].size) + spaces[i].offset for i in ids])
+            chans = torch.cat([torch.arange(spaces[i].offset, spaces[i].offset + spaces[i].size) for i in ids])
             unit_labels = torch.unique(labels[chans])
             unit_labels = unit_labels[~frozen[unit_labels]]
             if unit_labels.numel() == 0:
@@ -283,10 +284,4 @@ def split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
     if isinstance(example_inputs, tuple | list):
         return tuple(example_inputs), {}
     return (example_inputs,), {}
-
-
-@lru_cache(maxsize=512)
-def _arange(n: int) -> Tensor:
-    """A shared torch.arange(n) (read only: used as an index)."""
-    return torch.arange(n)
 

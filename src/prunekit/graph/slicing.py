@@ -67,13 +67,13 @@ def gather_per_slice(table: Tensor, index_lists: list[Tensor]) -> list[Tensor]:
     return list(table[torch.cat(index_lists)].split([i.numel() for i in index_lists]))
 
 
-def any_per_slice(flags: Tensor, index_lists: list[Tensor]) -> list[bool]:
-    """[bool(flags[i].any()) for i in index_lists] as one gather and one scatter-add."""
-    if not index_lists:
+def any_per_slice(pieces: list[Tensor]) -> list[bool]:
+    """[bool(piece.any()) for piece in pieces] as one scatter-add."""
+    if not pieces:
         return []
-    sizes = torch.tensor([i.numel() for i in index_lists], dtype=torch.long)
-    owner = torch.repeat_interleave(torch.arange(len(index_lists)), sizes)
-    hits = torch.zeros(len(index_lists), dtype=torch.long).index_add_(0, owner, flags[torch.cat(index_lists)].long())
+    sizes = torch.tensor([p.numel() for p in pieces], dtype=torch.long)
+    owner = torch.repeat_interleave(torch.arange(len(pieces)), sizes)
+    hits = torch.zeros(len(pieces), dtype=torch.long).index_add_(0, owner, torch.cat(pieces).long())
     return (hits > 0).tolist()
 
 
@@ -82,9 +82,8 @@ def apply_removal(graph: DependencyGraph, removed: Tensor, *, mode: str = "slice
     model = graph.model
     drops: dict[int, dict[int, Tensor]] = {}  # tensor id -> {dim: (size,) bool, True = remove}
     tensors: dict[int, Tensor] = {}
-    units = [td.units for td in graph.tensor_dims]
-    for td, drop, any_hit in zip(graph.tensor_dims, gather_per_slice(removed, units), any_per_slice(removed, units),
-                                 strict=True):
+    flags = gather_per_slice(removed, [td.units for td in graph.tensor_dims])
+    for td, drop, any_hit in zip(graph.tensor_dims, flags, any_per_slice(flags), strict=True):
         if any_hit:
             drops.setdefault(id(td.tensor), {})[td.dim] = drop
             tensors[id(td.tensor)] = td.tensor

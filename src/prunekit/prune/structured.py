@@ -97,7 +97,7 @@ def prune_structured(loaded: Any, config: StructuredPruneConfig, ctx: Any = None
     t0 = time.perf_counter()
     cands = candidates(groups, scores, config.max_layer_ratio, config.round_to)
     selection, achieved = allocate(graph, cands, config.ratio, config.target, config.allocation)
-    before = graph.estimate({})
+    before, after = graph.estimate({}), graph.estimate(selection)  # exact: tests compare with a re-trace
     params_before = sum(p.numel() for p in model.parameters())
     plan = plan_entries(graph, selection, kinds)
     graph.prune(selection)
@@ -105,7 +105,6 @@ def prune_structured(loaded: Any, config: StructuredPruneConfig, ctx: Any = None
         adapter.sync_config()
     prune_seconds = time.perf_counter() - t0
     shapes = group_shapes(graph)
-    macs_after = DependencyGraph.build(model, inputs, head_mode=config.head_mode).estimate({})["macs"]
     layers = {}
     uniform_channels = config.target == "channels" and config.allocation == "uniform"
     for g in groups:
@@ -116,7 +115,7 @@ def prune_structured(loaded: Any, config: StructuredPruneConfig, ctx: Any = None
     return {
         "layers": layers, "plan": plan, "criterion": criterion,
         "params_before": params_before, "params_after": sum(p.numel() for p in model.parameters()),
-        "macs_before": before["macs"], "macs_after": macs_after,
+        "macs_before": before["macs"], "macs_after": after["macs"],
         "target": config.target, "requested": config.ratio, "achieved": achieved,
         "frozen": graph.frozen, "graph_seconds": graph_seconds, "score_seconds": score_seconds,
         "prune_seconds": prune_seconds,
@@ -147,7 +146,7 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
     """{group name: (size,) unit scores} with the chosen criterion (higher = keep)."""
     import torch
 
-    from ..graph.slicing import any_per_slice
+    from ..graph.slicing import any_per_slice, gather_per_slice
     from ..importance.group_norm import group_norm_scores
     from ..importance.random import random_scores
     from ..importance.taylor import accumulate_gradients, causal_lm_loss, taylor_scores
@@ -164,7 +163,7 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
         for g in groups:
             wanted[g.units] = True
         params = [td for td in graph.tensor_dims if td.is_param]
-        touched = any_per_slice(wanted, [td.units for td in params])
+        touched = any_per_slice(gather_per_slice(wanted, [td.units for td in params]))
         all_units = group_norm_scores([(td.tensor, td.dim, td.units) for td, t in zip(params, touched, strict=True)
                                        if t], graph.num_units, p)
         return {g.name: all_units[g.units] for g in groups}

@@ -56,6 +56,13 @@ def ours(dense: torch.nn.Module, size: int, ratio: float, repeats: int) -> tuple
     return model, report, seconds
 
 
+def dense_and_pruned(name: str, ratio: float = 0.5) -> tuple[torch.nn.Module, torch.nn.Module, int, int]:
+    """(dense, pruned by `ratio` of channels with prunekit, image size, default batch), both in eval mode."""
+    make, size, default_batch = MODELS[name]
+    dense = make().eval()
+    return dense, ours(dense, size, ratio, 1)[0].eval(), size, default_batch
+
+
 def torch_pruning(python: str, name: str, ratio: float, repeats: int) -> tuple[torch.nn.Module, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tp.pt"

@@ -24,7 +24,7 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cnn import MODELS, forward_with_hooks, latency, macs, ours  # noqa: E402
+from cnn import MODELS, dense_and_pruned, forward_with_hooks, latency, macs  # noqa: E402
 
 
 def conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
@@ -74,9 +74,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    make, size, _ = MODELS[args.model]
-    dense = make().eval()
-    pruned = ours(dense, size, 0.5, 1)[0].eval()
+    dense, pruned, size, _ = dense_and_pruned(args.model)
     reduction = macs(dense, size) / macs(pruned, size)
     probe = torch.randn(2, 3, size, size)
     models = {"dense": dense, "pruned": pruned,

@@ -22,7 +22,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cnn import MODELS, latency, macs, ours  # noqa: E402
+from cnn import MODELS, dense_and_pruned, latency, macs  # noqa: E402
 
 
 def timed_models(dense: torch.nn.Module, pruned: torch.nn.Module, modes: list[str]) -> dict:
@@ -57,15 +57,13 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    make, size, default_batch = MODELS[args.model]
-    dense = make().eval()
-    pruned, _, _ = ours(dense, size, 0.5, 1)
+    dense, pruned, size, default_batch = dense_and_pruned(args.model)
     reduction = macs(dense, size) / macs(pruned, size)
     result = {"model": args.model, "date": str(date.today()), "threads": args.threads, "macs_reduction": reduction,
               "rows": []}
     for batch in args.batch or [default_batch]:
         x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
-        models = timed_models(dense, pruned.eval(), args.modes)
+        models = timed_models(dense, pruned, args.modes)
         medians = latency(models, x, args.repeats)  # interleaved, after two warm-up calls (which compile)
         for mode in args.modes:
             d, p = medians[(mode, "dense")], medians[(mode, "pruned")]

@@ -30,7 +30,7 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cnn import MODELS, forward_with_hooks, ours  # noqa: E402
+from cnn import MODELS, dense_and_pruned, forward_with_hooks  # noqa: E402
 
 SETTINGS = {  # name -> (memory format, oneDNN on)
     "onednn_channels_last": (torch.channels_last, True),
@@ -90,11 +90,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    make, size, _ = MODELS[args.model]
-    dense = make().eval()
-    pruned, _, _ = ours(dense, size, 0.5, 1)
+    dense, pruned, size, _ = dense_and_pruned(args.model)
     x = torch.randn(args.batch, 3, size, size)
-    inputs = {"dense": conv_inputs(dense, x), "pruned": conv_inputs(pruned.eval(), x)}
+    inputs = {"dense": conv_inputs(dense, x), "pruned": conv_inputs(pruned, x)}
     layers = []
     for name in inputs["dense"]:
         pair = {which: inputs[which][name] for which in ("dense", "pruned")}

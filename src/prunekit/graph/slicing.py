@@ -136,6 +136,9 @@ def _sliced(tensor: Tensor, dims: dict[int, Tensor]) -> Tensor:
 
 def sync_modules(model: nn.Module) -> None:
     """Let every handled module update its size attributes from its tensor shapes."""
+    from .handlers import register_builtin_handlers
+
+    register_builtin_handlers()  # a process that only reloads a pruned model has traced nothing yet
     for module in model.modules():
         handler = handler_for(module)
         if handler is not None:

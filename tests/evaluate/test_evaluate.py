@@ -64,6 +64,19 @@ def test_macs_per_token_matches_hand_count():
     assert macs["nonzero"] == macs["dense"]
 
 
+def _touch_fresh_pages(size: int):
+    """Map `size` bytes the process has never held and write every page: resident memory must grow by `size`.
+
+    A torch tensor would come from the allocator, which may hand back freed pages that are still resident
+    (as on the CI machine after earlier tests), and then RSS does not move.
+    """
+    import mmap
+
+    block = mmap.mmap(-1, size)
+    torch.frombuffer(block, dtype=torch.uint8).fill_(1)
+    return block
+
+
 @pytest.fixture
 def no_garbage_collection():
     """Collect first and pause the collector: freeing an earlier test's model inside the block would hide ours."""
@@ -79,10 +92,9 @@ def test_peak_memory_sees_an_allocation(no_garbage_collection):
     import time
 
     with PeakMemory() as mem:
-        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MB, alive for many 5 ms samples
-        block += 1
+        block = _touch_fresh_pages(64 * 1024 * 1024)  # alive for many 5 ms samples
         time.sleep(0.1)
-        del block
+        block.close()
     assert mem.peak - mem.start > 50 * 1024 * 1024
 
 
@@ -92,9 +104,7 @@ def test_peak_memory_sees_a_short_allocation_through_the_kernel_mark(no_garbage_
     if not efficiency._reset_high_water_mark():
         pytest.skip("this kernel does not let a process reset its peak RSS")
     with PeakMemory(interval=10.0) as mem:  # the sampler never wakes inside the block
-        block = torch.ones(64 * 1024 * 1024 // 4)
-        block += 1
-        del block
+        _touch_fresh_pages(64 * 1024 * 1024).close()
         with PeakMemory() as inner:  # nested: must not reset the outer mark
             pass
     assert mem._exact and not inner._exact

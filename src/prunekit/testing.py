@@ -6,14 +6,15 @@ from typing import Any
 
 
 def tiny_model(family: str = "llama", *, seed: int = 0, layers: int = 2, vocab: int = 128, **overrides: Any):
-    """A small random HF model of `family` (llama, qwen2, mistral, gpt2, bert) in eval mode."""
+    """A small random HF model of `family` (llama, qwen2, qwen3, mistral, gpt2, bert) in eval mode."""
     import torch
     import transformers as tf
 
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab)
-    if family in ("llama", "qwen2", "mistral"):
-        config_cls = {"llama": tf.LlamaConfig, "qwen2": tf.Qwen2Config, "mistral": tf.MistralConfig}[family]
+    if family in ("llama", "qwen2", "qwen3", "mistral"):
+        config_cls = {"llama": tf.LlamaConfig, "qwen2": tf.Qwen2Config, "qwen3": tf.Qwen3Config,
+                      "mistral": tf.MistralConfig}[family]
         options = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
                        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)
         config = config_cls(**{**options, **common, **overrides})
@@ -26,7 +27,7 @@ def tiny_model(family: str = "llama", *, seed: int = 0, layers: int = 2, vocab: 
                                intermediate_size=128, max_position_embeddings=512, **common, **overrides)
         model = tf.BertModel(config)
     else:
-        raise ValueError(f"Unknown family '{family}'. Valid choices: llama, qwen2, mistral, gpt2, bert")
+        raise ValueError(f"Unknown family '{family}'. Valid choices: llama, qwen2, qwen3, mistral, gpt2, bert")
     return model.eval()
 
 

@@ -89,3 +89,35 @@ def test_a_gguf_path_reuses_the_cache_of_the_bundled_name(smollm):
     loaded = load(str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     assert loaded.fingerprint.split(":")[1] == smollm.fingerprint.split(":")[1]
     assert loaded.source == smollm.source
+
+
+def test_reload_follows_the_saved_weights_not_the_config(tmp_path):
+    """Biases the config adds but the file lacks are dropped; biases only the file has are created; a width only
+    the file states is rebuilt. Each gives the saved model's logits exactly."""
+    import json
+
+    from prunekit.graph.reload import saved_shapes
+
+    model = tiny_model("mistral", layers=2)  # MistralConfig has no bias flags
+    with torch.no_grad():
+        layer = model.model.layers[1].mlp.down_proj
+        layer.bias = torch.nn.Parameter(torch.randn(layer.out_features))  # only in memory and in the file
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert "model.layers.1.mlp.down_proj.bias" in saved_shapes(tmp_path / "m")
+    ids = torch.arange(1, 20).unsqueeze(0)
+    with torch.no_grad():
+        expected = model(ids).logits
+    again = load(str(tmp_path / "m")).model
+    assert again.model.layers[1].mlp.down_proj.bias is not None and again.model.layers[0].mlp.down_proj.bias is None
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, expected)
+
+    llama = tiny_model("llama", layers=2)
+    llama.save_pretrained(tmp_path / "l")
+    config = json.loads((tmp_path / "l" / "config.json").read_text())
+    (tmp_path / "l" / "config.json").write_text(json.dumps({**config, "attention_bias": True}))
+    again = load(str(tmp_path / "l")).model
+    assert again.model.layers[0].self_attn.q_proj.bias is None  # the config's extra biases are dropped
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, llama(ids).logits)

@@ -4,8 +4,8 @@ A plan is a list of entries, one per pruned group:
     {"group": "model.layers.0.mlp.gate_proj:out", "kind": "mlp", "size": 128, "pruned": [3, 17, ...]}
 `group` is the key of the group's first channel space, which tracing the same architecture always
 reproduces; `pruned` holds unit positions inside the group. `apply_plan(model, plan)` rebuilds the
-graph and removes the same units. `shapes` (tensor name -> shape after pruning) lets a loader build
-a model with per-layer widths before reading its weights.
+graph and removes the same units. `resize_to_shapes` lets a loader build a model with per-layer widths
+before reading its weights (graph/reload.py takes the shapes from the safetensors header).
 """
 
 from __future__ import annotations
@@ -87,22 +87,6 @@ def group_shapes(graph: DependencyGraph) -> dict[str, dict[str, list[int]]]:
                 if name in tensors:
                     out[graph.groups[gi].name][name] = list(tensors[name].shape)
     return out
-
-
-def collect_shapes(obj: Any) -> dict[str, list[int]]:
-    """Merge every {"shapes": {name: shape}} found in a saved plan (later entries win)."""
-    found: dict[str, list[int]] = {}
-    if isinstance(obj, Mapping):
-        shapes = obj.get("shapes")
-        if isinstance(shapes, Mapping) and all(isinstance(v, list) for v in shapes.values()):
-            found.update({str(k): list(v) for k, v in shapes.items()})
-        for key, value in obj.items():
-            if key != "shapes":
-                found.update(collect_shapes(value))
-    elif isinstance(obj, list):
-        for value in obj:
-            found.update(collect_shapes(value))
-    return found
 
 
 def resize_to_shapes(model: nn.Module, shapes: Mapping[str, Sequence[int]]) -> list[str]:

@@ -1,8 +1,11 @@
-"""Reload a saved model whose layers have different widths (the config cannot express them).
+"""Reload a saved model whose tensors the config alone cannot build (per-layer widths, added biases).
 
-The saved plan records the shape of every tensor that pruning changed. The model is built from its
-config, those tensors are replaced by empty ones of the recorded shapes (handlers then sync head
-counts and sizes), and the weights are read from the safetensors files.
+The safetensors header records the shape of every saved tensor, so it is the one source of truth: the
+model is built from its config, every tensor whose saved shape differs is replaced by an empty one of that
+shape (handlers then sync head counts and sizes), a Linear bias that exists only in the file is created
+(biases from bias compensation on architectures whose config cannot express them), a Linear bias the
+config adds but the file lacks is dropped, and the weights are read. Nothing here depends on the plan,
+so every structured path (and any later one) reloads the same way.
 """
 
 from __future__ import annotations
@@ -13,34 +16,65 @@ from typing import Any
 import torch
 from torch import nn
 
-from .plan import collect_shapes, resize_to_shapes
+from .plan import resize_to_shapes
 
 
-def needs_rebuild(model_class: Any, config: Any, shapes: dict[str, list[int]]) -> bool:
-    """True when the config alone would build a tensor with a different shape than the plan records."""
-    if not shapes:
-        return False
-    with torch.device("meta"):
-        probe = model_class.from_config(config)
-    current = dict(probe.named_parameters(remove_duplicate=False))
-    current.update(dict(probe.named_buffers(remove_duplicate=False)))
-    return any(name in current and list(current[name].shape) != list(shape) for name, shape in shapes.items())
+def saved_shapes(folder: Path) -> dict[str, list[int]]:
+    """{tensor name: shape} of every tensor in the folder's safetensors files (headers only)."""
+    from safetensors import safe_open
+
+    shapes: dict[str, list[int]] = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                shapes[key] = list(handle.get_slice(key).get_shape())
+    return shapes
 
 
-def load_rebuilt(model_class: Any, config: Any, folder: Path, plan: Any) -> nn.Module | None:
-    """The model in `folder` with the per-layer shapes of `plan`, or None when from_pretrained suffices."""
+def _bias_owner(model: nn.Module, name: str) -> nn.Module | None:
+    """The module owning `name` when it names the bias of a Linear-like layer (a 2-D `weight`), else None."""
+    if not name.endswith(".bias"):
+        return None
+    try:
+        module = model.get_submodule(name[: -len(".bias")])
+    except AttributeError:
+        return None
+    weight = getattr(module, "weight", None)
+    return module if isinstance(weight, torch.Tensor) and weight.dim() == 2 and "bias" in module._parameters else None
+
+
+def shape_differences(model: nn.Module, shapes: dict[str, list[int]]) -> tuple[dict, list[str], list[str]]:
+    """(tensors to resize {name: saved shape}, Linear biases to create, Linear biases to drop) for `model`."""
+    current = dict(model.named_parameters(remove_duplicate=False))
+    current.update(dict(model.named_buffers(remove_duplicate=False)))
+    resize = {n: s for n, s in shapes.items() if n in current and list(current[n].shape) != s}
+    create = [n for n in shapes if n not in current and (m := _bias_owner(model, n)) is not None and m.bias is None]
+    drop = [n for n in current if n not in shapes and (m := _bias_owner(model, n)) is not None
+            and m.bias is not None and n.rsplit(".", 1)[0] + ".weight" in shapes]
+    return resize, create, drop
+
+
+def load_rebuilt(model_class: Any, config: Any, folder: Path) -> nn.Module | None:
+    """The model in `folder` with its saved tensor shapes, or None when from_pretrained builds them all."""
     from safetensors.torch import load_file
 
-    shapes = collect_shapes(plan)
-    if not needs_rebuild(model_class, config, shapes):
+    shapes = saved_shapes(folder)
+    if not shapes:
+        return None
+    with torch.device("meta"):
+        probe = model_class.from_config(config)
+    if not any(shape_differences(probe, shapes)):
         return None
     model = model_class.from_config(config, dtype=torch.float32)
-    resize_to_shapes(model, shapes)
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"No .safetensors weights in '{folder}'")
+    resize, create, drop = shape_differences(model, shapes)
+    resize_to_shapes(model, resize)
+    for name in create:
+        module = _bias_owner(model, name)
+        module.bias = nn.Parameter(torch.zeros(shapes[name], dtype=module.weight.dtype))
+    for name in drop:
+        _bias_owner(model, name).register_parameter("bias", None)
     state: dict[str, torch.Tensor] = {}
-    for file in files:
+    for file in sorted(Path(folder).glob("*.safetensors")):
         state.update(load_file(str(file)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = _tied_names(model)

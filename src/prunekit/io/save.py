@@ -20,7 +20,12 @@ def save_model(loaded: Any, folder: str | Path, *, plan: dict | None = None, rec
     folder = Path(folder)
     with atomic_directory(folder, overwrite=overwrite) as tmp:
         loaded.adapter.sync_config()
-        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        config = loaded.model.config
+        loaded.model.config = loaded.adapter.saveable_config()
+        try:
+            loaded.model.save_pretrained(tmp, safe_serialization=True)
+        finally:
+            loaded.model.config = config
         if loaded.tokenizer is not None:
             loaded.tokenizer.save_pretrained(tmp)
         (tmp / "prunekit_plan.json").write_text(json.dumps(plan or {}, indent=1, default=str))

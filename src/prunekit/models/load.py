@@ -120,6 +120,7 @@ def _from_folder(folder: Path, *, name: str, fingerprint: str | None) -> LoadedM
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
+    from ..graph.reload import load_rebuilt
     from .adapters import adapter_for
 
     if not (folder / "config.json").is_file():
@@ -128,24 +129,18 @@ def _from_folder(folder: Path, *, name: str, fingerprint: str | None) -> LoadedM
     info = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
     try:
         config = AutoConfig.from_pretrained(folder)
-        model = _rebuilt_from_plan(_model_class(config), config, folder, info)
-        if model is None:
+        model = load_rebuilt(_model_class(config), config, folder)
+        rebuilt = model is not None
+        if not rebuilt:
             model = _model_class(config).from_pretrained(folder, dtype=torch.float32)
     except Exception as exc:
         raise ModelLoadError(f"Could not load the model in '{folder}': {type(exc).__name__}: {exc}") from exc
     model.eval()
+    adapter = adapter_for(model)
+    if rebuilt:
+        adapter.sync_config()  # the real sizes, where the saved config could not state them
     tokenizer = _tokenizer(folder, AutoTokenizer)
-    return LoadedModel(model, tokenizer, adapter_for(model), name, fingerprint, str(folder), info)
-
-
-def _rebuilt_from_plan(model_class, config, folder: Path, info: Any):
-    """A model with the per-layer tensor shapes recorded by structured pruning (None when the config
-    already builds them, i.e. plain from_pretrained works)."""
-    if not info:
-        return None
-    from ..graph.reload import load_rebuilt
-
-    return load_rebuilt(model_class, config, folder, info)
+    return LoadedModel(model, tokenizer, adapter, name, fingerprint, str(folder), info)
 
 
 def _tokenizer(folder: Path, auto_tokenizer):

@@ -26,7 +26,7 @@ class PrunableLayer:
         target.copy_(new.t() if self.transposed else new)
 
 
-def _linear_kind(module: Any) -> bool | None:
+def linear_kind(module: Any) -> bool | None:
     """False for nn.Linear, True for Conv1D (transposed), None for anything else."""
     import torch
 
@@ -51,7 +51,7 @@ def select_layers(model: Any, include: list[str], exclude: list[str]) -> tuple[l
         hits = [expr for expr in include if re.search(expr, name)]
         for expr in hits:
             matched[expr] = True
-        kind = _linear_kind(module)
+        kind = linear_kind(module)
         if not hits:
             skipped.append({"layer": name, "type": type(module).__name__, "reason": "not matched by include"})
         elif any(re.search(expr, name) for expr in exclude):

@@ -19,9 +19,9 @@ of the kept columns, a k-parameter special case of the refit; prune/scale_tuning
 
 Slicing is the dependency graph's (`graph.prune`). A new bias on o_proj / down_proj is carried in the
 saved config when the architecture can express it (Llama: `attention_bias` / `mlp_bias`, which also
-give q/k/v resp. gate/up a zero bias); its shapes go in the report's "shapes", so prunekit.models.load
-rebuilds it. Where the config cannot express it (Qwen2, Mistral) the bias lives in memory only and the
-report says `bias_carried: False`.
+give q/k/v resp. gate/up a zero bias), so plain from_pretrained reads it. Where the config cannot express
+it (Qwen2, Mistral) the report says `bias_carried: False`: prunekit.models.load still restores the bias
+from the saved weights, plain from_pretrained drops it.
 
 Importable without torch (the config is read when a recipe is validated).
 """
@@ -167,9 +167,10 @@ def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, ctx: Any = No
     updates = recovery_updates(graph, groups, outputs, selection, stats, config)
     plan = plan_entries(graph, selection, kinds)
     with torch.no_grad():
+        views = {name: weight for name, weight, _pos in outputs.values()}  # (out, in) views of the weights
         for name, (weight, _bias) in updates.items():
             if weight is not None:
-                model.get_submodule(name).weight.data.copy_(weight)
+                views[name].copy_(weight)
         graph.prune(selection)
     adapter.sync_config()
     shapes = group_shapes(graph)
@@ -212,15 +213,22 @@ def fill(items: list, costs: list, caps: list, chosen: list, budget: float, remo
 
 
 def output_slice(graph: Any, group: Any) -> tuple[str, Any, Any]:
-    """(module name, tensor dim, unit of each input index (in,)) of the group's output projection: the 2-D
-    weight the group slices along its inputs (o_proj for heads, down_proj for MLP neurons)."""
-    found = [(td, pos) for td, pos in graph.param_slices(group) if td.dim == 1 and td.tensor.ndim == 2
-             and td.sites and td.sites[0][1] == "weight"]
+    """(module name, its weight viewed (out, in), unit of each input index (in,)) of the group's output
+    projection: the 2-D weight the group slices along its inputs (o_proj for heads, down_proj for MLP
+    neurons; nn.Linear stores (out, in), transformers' Conv1D (in, out))."""
+    from .layers import linear_kind
+
+    found = []
+    for td, pos in graph.param_slices(group):
+        if td.tensor.ndim != 2 or not td.sites or td.sites[0][1] != "weight":
+            continue
+        transposed = linear_kind(graph.model.get_submodule(td.sites[0][0]))
+        if transposed is not None and td.dim == (0 if transposed else 1):
+            found.append((td.sites[0][0], td.tensor.T if transposed else td.tensor, pos))
     if len(found) != 1:
         raise ConfigError(f"Group '{group.name}' has {len(found)} output projections; expected one "
                           f"(o_proj / down_proj).")
-    td, pos = found[0]
-    return td.sites[0][0], td, pos
+    return found[0]
 
 
 def collect_input_stats(model: Any, layers: dict, windows: Any, batch_size: int, *, gram: bool) -> dict:
@@ -260,8 +268,8 @@ def group_scores(graph: Any, groups: list, kinds: dict, outputs: dict, stats: di
     raw = {}
     for g in groups:
         if criterion == "flap":
-            name, td, pos = outputs[g.name]
-            raw[g.name] = unit_scores(wifv_scores(td.tensor, stats[name][0].variance), pos, g.size)
+            name, weight, pos = outputs[g.name]
+            raw[g.name] = unit_scores(wifv_scores(weight, stats[name][0].variance), pos, g.size)
         elif criterion == "l2":
             raw[g.name] = group_norm_scores([(td.tensor, td.dim, pos) for td, pos in graph.param_slices(g)],
                                             g.size, 2).double()
@@ -279,7 +287,7 @@ def group_scores(graph: Any, groups: list, kinds: dict, outputs: dict, stats: di
                                       f"'{g.name}' are not in the same order.")
                 fluct = stats[name][0]
                 norm = (fluct.n_tokens * (fluct.variance.double() + fluct.mean.double().square())).sqrt()  # ||X_j||
-                channel = (cfsp_scores(down.tensor, up.tensor, gate.tensor, norm) if criterion == "cfsp"
+                channel = (cfsp_scores(down, up.tensor, gate.tensor, norm) if criterion == "cfsp"
                            else activation_norm_scores(norm))
             else:
                 channel = glu_width_scores(gate.tensor, up.tensor, criterion)
@@ -305,11 +313,11 @@ def recovery_updates(graph: Any, groups: list, outputs: dict, selection: dict, s
         positions = selection.get(g.name)
         if not positions or not (config.bias_compensation or config.refit or config.scale_tuning):
             continue
-        name, td, pos = outputs[g.name]
+        name, weight, pos = outputs[g.name]
         gone = torch.isin(pos, torch.as_tensor(positions, dtype=torch.long))  # (in,)
         removed_idx, keep_idx = torch.where(gone)[0], torch.where(~gone)[0]
         fluct, hessian = stats[name]
-        weight = td.tensor.detach()
+        weight = weight.detach()
         n = fluct.n_tokens
         gram = hessian.result().double() * (n / 2.0) if hessian is not None else None  # X X^T
         if config.refit:
@@ -368,8 +376,9 @@ def add_biases(model: Any, deltas: dict) -> tuple[dict, bool]:
         weight = module.weight
         module.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device))
     if missing:
-        warnings.warn(f"{type(model).__name__}'s config cannot express biases on {sorted(missing)[:3]}...; the "
-                      f"compensated biases are lost on save/reload.", stacklevel=2)
+        warnings.warn(f"{type(model).__name__}'s config cannot express biases on {sorted(missing)[:3]}...: "
+                      f"prunekit.load restores them from the saved weights, plain from_pretrained drops them.",
+                      stacklevel=2)
     with torch.no_grad():
         for name, delta in deltas.items():
             module = model.get_submodule(name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -101,6 +101,12 @@ class ModelAdapter(ABC):
     def sync_config(self) -> None:
         """Update size fields of the config after shapes change (structured pruning)."""
         return None
+
+    def saveable_config(self) -> Any:
+        """The config to write to disk: `self.config`, or a copy whose fields pass the family's own validation
+        where pruned sizes break a rule the modules do not need (prunekit.models.load rebuilds the real
+        shapes from the saved weights and syncs the config again)."""
+        return self.config
 
 
 def set_uniform_widths(config, widths: dict[str, list[int]]) -> None:

@@ -102,3 +102,36 @@ def test_cli_list_eval_and_errors(tiny_llama_dir, corpus, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "dense" in proc.stdout and (out / "report.md").is_file()
+
+
+def test_sigterm_during_pruning_leaves_nothing_and_says_so(tiny_llama_dir, corpus, tmp_path):
+    import os
+    import signal
+    import time
+
+    data = recipe(tiny_llama_dir, corpus)
+    data["calibration"] = {"corpus": corpus, "samples": 64, "seq_len": 256}  # pruning takes seconds
+    data["variants"] = [{"name": f"sgpt-{i}", "stages": [{"prune": {"method": "sparsegpt", "sparsity": 0.5}},
+                                                         {"save": {}}]} for i in range(20)]
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "prunekit.cli", "run", str(path), "-o", str(parent / "out")],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in proc.stderr:  # wait until the second variant is pruning: a model is already saved by then
+            seen.append(line)
+            if "prune: sparsegpt" in line and sum("prune:" in s for s in seen) == 2:
+                break
+        assert any(p.name.endswith(".partial") for p in parent.iterdir()), "the run writes into a partial folder"
+        os.kill(proc.pid, signal.SIGTERM)
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, "".join(seen) + rest
+    assert "Terminated by SIGTERM" in rest
+    time.sleep(0.1)
+    assert list(parent.iterdir()) == []

@@ -6,6 +6,7 @@ one paragraph and exit with status 2; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -181,10 +182,23 @@ def list_(
                 typer.echo(f"  {entry.name:<16} {entry.summary}")
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a job scheduler, `timeout`, `kill`): unwinds like Ctrl-C, so partial output is removed."""
+
+
+def _raise_on_sigterm(signum, _frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         app()
+    except Terminated:
+        typer.echo("Terminated by SIGTERM: stopped, and any partial output was removed.", err=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except (PrunekitError, FileExistsError) as exc:
         if debug:
             raise

@@ -8,11 +8,15 @@ Schedules are {layer: cumulative keep fraction} (see prunekit.runtime.tokens.laz
 * Accuracy (`--per-depth N --first i`): needle prompts (seed 0, depths 0.1..0.9, sample indices i..i+N-1), greedy
   `model.generate` (<= 8 new tokens) inside `with press(model)` (revival on), 1 thread; dense on the same prompts.
   Per-sample results are merged into bench/results/runtime-lazyllm.json across runs.
-Target: TTFT <= 0.75 x dense with needle accuracy at most 5 points below dense.
+Target: TTFT <= `--max-ttft` (0.75) x dense with needle accuracy at most 5 points below dense.
+`--defaults` adds the press with its defaults (config "defaults": `LazyLLMPress()`, the measured schedule scaled to
+the model, pool 15, window 1, keep_last 32); `--ratio R` adds `LazyLLMPress(compression_ratio=R)` (config "ratio-R").
+`--output NAME` writes bench/results/runtime-NAME.json instead of runtime-lazyllm.json (records merge per file).
 
   python bench/runtime/lazyllm.py --timing --schedules A B C D
   python bench/runtime/lazyllm.py --per-depth 2 --first 0 --schedules A B C D
   python bench/runtime/lazyllm.py --per-depth 2 --first 0 --schedules A G --window 16 --pool 15
+  python bench/runtime/lazyllm.py --defaults --schedules --timing --max-ttft 0.6 --output lazyllm-defaults
 `--window`/`--pool` switch on the optional SnapKV-style scoring of LazyLLMPress (last 16 queries, max-pool 15);
 the default is the paper's last-token score. `--keep-last N` always keeps the last N prompt tokens (the question and
 the answer prefix of the needle prompt are its last ~32 tokens).
@@ -72,8 +76,9 @@ def parse_schedule(text: str, window: int, pool: int, keep_last: int = 1) -> tup
     return name, {"schedule": schedule, "window": window, "pool": pool, "keep_last": keep_last}
 
 
-def save(length: int, profiles: dict, timing: dict, records: dict, quiet: bool = False) -> None:
-    """Summarise every config with profiles, timing or records and write runtime-lazyllm.json."""
+def save(length: int, profiles: dict, timing: dict, records: dict, quiet: bool = False, max_ttft: float = 0.75,
+         output: str = "lazyllm") -> None:
+    """Summarise every config with profiles, timing or records and write runtime-<output>.json."""
     rows, summary = [], {}
     dense = records.get("dense", {})
     for name in sorted(set(profiles) | set(timing)):
@@ -82,13 +87,14 @@ def save(length: int, profiles: dict, timing: dict, records: dict, quiet: bool =
         acc = sum(recs[k]["correct"] for k in keys) / len(keys) if keys else float("nan")
         dense_acc = sum(dense[k]["correct"] for k in keys) / len(keys) if keys else float("nan")
         ratio = timing.get(name, {}).get("ttft_over_dense", float("nan"))
-        ok = ratio <= 0.75 and acc >= dense_acc - 0.05
+        ok = ratio <= max_ttft and acc >= dense_acc - 0.05
         summary[name] = {**profiles.get(name, {}), **timing.get(name, {}), "samples": len(keys), "accuracy": acc,
                          "dense_accuracy_same_samples": dense_acc, "meets_target": ok}
-        rows.append([name, json.dumps(profiles.get(name, {}).get("schedule", {})).replace('"', "")
-                     + (f" w{profiles[name]['window']} p{profiles[name]['pool']}"
-                        if profiles.get(name, {}).get("window", 1) > 1 else ""),
-                     profiles.get(name, {}).get("mean_kept_fraction", float("nan")), ratio, len(keys), acc, dense_acc,
+        profile = profiles.get(name, {})
+        tags = (("window", "w"), ("pool", "p"), ("keep_last", "last"))
+        scoring = "".join(f" {tag}{profile[key]}" for key, tag in tags if profile.get(key, 1) > 1)
+        rows.append([name, json.dumps(profile.get("schedule", {})).replace('"', "") + scoring,
+                     profile.get("mean_kept_fraction", float("nan")), ratio, len(keys), acc, dense_acc,
                      acc - dense_acc, ok])
     table = markdown_table(["schedule", "layer: keep", "mean kept", "TTFT / dense", "samples", "needle acc",
                             "dense acc", "Δ", "target met"], rows)
@@ -96,14 +102,20 @@ def save(length: int, profiles: dict, timing: dict, records: dict, quiet: bool =
         print(table)
         for name, profile in profiles.items():
             print(f"{name} tokens per layer: {profile['tokens_per_layer']}")
-    write_result("lazyllm", {"length": length, "seed": 0, "summary": summary, "profiles": profiles,
-                             "timing": timing, "table": table, "records": records})
+    write_result(output, {"length": length, "seed": 0, "max_ttft": max_ttft, "summary": summary, "profiles": profiles,
+                          "timing": timing, "table": table, "records": records})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--length", type=int, default=None)
-    parser.add_argument("--schedules", nargs="+", default=["A"])
+    parser.add_argument("--schedules", nargs="*", default=None, help="presets or JSON (default A unless --defaults "
+                        "or --ratio)")
+    parser.add_argument("--defaults", action="store_true", help="also the press with its defaults (config 'defaults')")
+    parser.add_argument("--ratio", type=float, action="append", default=[],
+                        help="also compression_ratio=R (repeatable)")
+    parser.add_argument("--max-ttft", type=float, default=0.75, help="TTFT / dense target of the summary")
+    parser.add_argument("--output", default="lazyllm", help="results file bench/results/runtime-<output>.json")
     parser.add_argument("--timing", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--per-depth", type=int, default=0)
@@ -117,16 +129,22 @@ def main() -> None:
     model, tok = lm.model, lm.tokenizer
     length = args.length or chosen_length()
     layers = model.config.num_hidden_layers
-    schedules = dict(parse_schedule(s, args.window, args.pool, args.keep_last) for s in args.schedules)
-    previous = read_result("lazyllm") or {}
+    names = args.schedules if args.schedules is not None else ([] if args.defaults or args.ratio else ["A"])
+    schedules = dict(parse_schedule(s, args.window, args.pool, args.keep_last) for s in names)
+    if args.defaults:
+        schedules["defaults"] = {}  # LazyLLMPress() as make_press("lazyllm") builds it
+    schedules.update({f"ratio-{r:g}": {"compression_ratio": r} for r in args.ratio})
+    previous = read_result(args.output) or {}
     if previous.get("length") not in (None, length):
         previous = {}
     profiles = previous.get("profiles", {})
     for name, options in schedules.items():
-        counts = keep_counts(length, options["schedule"], layers)
-        profiles[name] = {"schedule": {str(k): v for k, v in options["schedule"].items()}, "window": options["window"],
-                          "pool": options["pool"], "keep_last": options["keep_last"], "tokens_per_layer": counts,
-                          "mean_kept_fraction": sum(counts) / (layers * length)}
+        press = LazyLLMPress(**options)
+        schedule = press.schedule_for(layers)
+        counts = keep_counts(length, schedule, layers)
+        profiles[name] = {"options": options, "schedule": {str(k): v for k, v in schedule.items()},
+                          "window": press.window, "pool": press.pool, "keep_last": press.keep_last,
+                          "tokens_per_layer": counts, "mean_kept_fraction": sum(counts) / (layers * length)}
     timing = previous.get("timing", {})
     if args.timing:
         sample = needle_range(tok, length, 0, 1)[2][1]  # depth 0.5, sample 0
@@ -166,8 +184,10 @@ def main() -> None:
                                                      "output": tok.decode(tokens)}
             print(f"{key}: {time.perf_counter() - t0:.0f} s "
                   f"{[records[n][key]['correct'] for n in ['dense', *schedules]]}", flush=True)
-            save(length, profiles, timing, merge_records(previous.get("records"), records), quiet=True)
-    save(length, profiles, timing, merge_records(previous.get("records"), records))
+            save(length, profiles, timing, merge_records(previous.get("records"), records), quiet=True,
+                 max_ttft=args.max_ttft, output=args.output)
+    save(length, profiles, timing, merge_records(previous.get("records"), records), max_ttft=args.max_ttft,
+         output=args.output)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,8 @@ def eval_(
         "--press", help="Also evaluate inside this inference-time press (prunekit list presses); repeat to "
         "compare several against dense.")] = None,
     press_ratio: Annotated[float | None, typer.Option(
-        "--press-ratio", help="compression_ratio of every --press (fraction of KV entries removed, in [0, 1)).")]
+        "--press-ratio", help="compression_ratio of every --press, in [0, 1): the fraction of the press's work "
+        "removed (KV entries, prompt-token work over layers for lazyllm, attended keys for delta and hip).")]
     = None,
     press_option: Annotated[list[str] | None, typer.Option(
         "--press-option", help="Press option key=value (YAML value, repeatable), e.g. budget=512.")] = None,

@@ -87,3 +87,43 @@ def test_recipe_press_stage_runs_needle_inside_press(tiny_llama_dir, corpus, tmp
     assert len(entered) == 2  # once per sample, only for the press variant
     with pytest.raises(ConfigError, match="Unknown option 'ratio'"):
         parse_recipe({"variants": [{"name": "x", "stages": [{"press": {"name": "snapkv", "ratio": 0.5}}]}]})
+
+
+@pytest.fixture(scope="module")
+def tiny_llama4_dir(tmp_path_factory, minilm_dir):
+    """A 4-layer tiny random Llama folder (2 layers cannot remove half of LazyLLM's prompt-token work)."""
+    from transformers import AutoTokenizer
+
+    from prunekit.testing import tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    folder = tmp_path_factory.mktemp("tiny-llama4")
+    tiny_model("llama", vocab=tokenizer.vocab_size, layers=4).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_eval_lazyllm_press_ratio_maps_to_a_schedule(tiny_llama4_dir, tmp_path, monkeypatch):
+    """`prunekit eval --press lazyllm --press-ratio 0.5` runs: the ratio becomes a schedule for the model's depth."""
+    from prunekit.runtime import LazyLLMPress
+    from prunekit.runtime.tokens import keep_counts, mean_kept_fraction, ratio_schedule
+
+    entered = []
+    original = LazyLLMPress.__call__
+
+    def spy(self, model):
+        entered.append(self)
+        return original(self, model)
+
+    monkeypatch.setattr(LazyLLMPress, "__call__", spy)
+    out = tmp_path / "lazy"
+    result = CliRunner().invoke(app, [
+        "-q", "eval", str(tiny_llama4_dir), "--press", "lazyllm", "--press-ratio", "0.5", "--tasks", "needle",
+        "--needle-length", "128", "--needle-samples", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = rows(out)
+    assert list(metrics) == ["dense", "lazyllm"] and metrics["lazyllm"]["needle_samples"] == 5
+    press = entered[-1]
+    assert press.compression_ratio == 0.5 and press.active_schedule == ratio_schedule(4, 0.5)
+    assert mean_kept_fraction(press.active_schedule, 4) == pytest.approx(0.5)
+    assert press.tokens_per_layer == keep_counts(128, press.active_schedule, 4)

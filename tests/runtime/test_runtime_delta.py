@@ -63,3 +63,15 @@ def test_manual_decode_selection_keeps_recent_pages(tiny, prompt):
         captured["sel"] = press._selection.clone()
     assert captured["sel"].shape == (1, 32)
     assert set(range(73, 81)) <= set(captured["sel"][0].tolist())
+
+
+def test_compression_ratio_sets_the_budget_from_the_current_length(tiny, prompt, greedy):
+    """The shared knob: each step attends to the kept fraction of the cache, at least the recent pages + one page."""
+    assert DeltaPress().budget == 1024
+    press = DeltaPress(compression_ratio=0.5, page_size=8, recent_pages=2, dense_layers=1, selection_layers=[1])
+    assert press.budget is None and press.budget_for(103) == 52 and press.budget_for(20) == 24
+    model = tiny("llama", 4)
+    with press(model):
+        greedy(model, prompt(100), 4)
+    assert press.attended_entries_per_layer == {0: 103, 1: 103, 2: 52, 3: 52}  # 103 - int(0.5 * 103)
+    assert press.selections == 3

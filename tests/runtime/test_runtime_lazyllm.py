@@ -8,6 +8,8 @@ from transformers import DynamicCache
 
 from prunekit.runtime import LazyLLMPress, cache_lengths, keep_counts
 
+PAPER = {"pool": 1, "keep_last": 1}  # the paper's scoring (last token, unpooled), not the press defaults
+
 
 def test_keep_counts_formula():
     assert keep_counts(40, {1: 0.5, 3: 0.25}, 4) == [40, 20, 20, 10]
@@ -31,7 +33,7 @@ def test_tokens_per_layer_follow_schedule(tiny, prompt, greedy, family):
 def test_last_token_kept_and_dropped_states_stored(tiny, prompt):
     model = tiny("llama", 4)
     ids = prompt(30)
-    press = LazyLLMPress(schedule={2: 0.4})
+    press = LazyLLMPress(schedule={2: 0.4}, **PAPER)
     hidden = {}
 
     def spy(module, args, kwargs):
@@ -61,7 +63,7 @@ def test_original_positions_kept(tiny, prompt):
         seen["pos"] = kwargs["position_ids"].clone()
         seen["cos"] = kwargs["position_embeddings"][0].clone()
 
-    press = LazyLLMPress(schedule={2: 0.5})
+    press = LazyLLMPress(schedule={2: 0.5}, **PAPER)
     with torch.no_grad(), press(model):
         handle = model.model.layers[2].register_forward_pre_hook(spy, with_kwargs=True)
         try:
@@ -81,7 +83,7 @@ def test_revival_at_last_layer_restores_dense_decode(tiny, prompt, family):
     model = tiny(family, 3)
     ids, steps = prompt(40), [torch.tensor([[5]]), torch.tensor([[9]])]
     dense_cache, pressed_cache = DynamicCache(config=model.config), DynamicCache(config=model.config)
-    press = LazyLLMPress(schedule={2: 0.5}, revive_fraction=1.0)
+    press = LazyLLMPress(schedule={2: 0.5}, revive_fraction=1.0, **PAPER)
     with torch.no_grad():
         dense = [model(ids, cache=dense_cache).logits[:, -1]]
         dense += [model(t, cache=dense_cache).logits[:, -1] for t in steps]
@@ -99,7 +101,7 @@ def test_revival_at_last_layer_restores_dense_decode(tiny, prompt, family):
 
 def test_partial_revival_grows_deep_caches(tiny, prompt, greedy):
     model = tiny("llama", 4)
-    press = LazyLLMPress(schedule={1: 0.5, 3: 0.25})
+    press = LazyLLMPress(schedule={1: 0.5, 3: 0.25}, **PAPER)
     with press(model):
         out = greedy(model, prompt(40), 6, return_dict_in_generate=True)
     revived = press.revived_per_layer

@@ -95,7 +95,7 @@ def test_lazyllm_window_and_pool_keep_schedule_and_full_budget_is_dense(tiny, pr
 def test_lazyllm_pool_selects_by_max_pooled_last_token_scores(tiny, prompt):
     model = tiny("llama", 2)
     ids = prompt(64)
-    plain = LazyLLMPress(schedule={1: 8 / 64}, revive=False)
+    plain = LazyLLMPress(schedule={1: 8 / 64}, revive=False, pool=1, keep_last=1)  # the paper's plain score
     raw = {}
     score = plain._last_token_scores
 
@@ -104,7 +104,7 @@ def test_lazyllm_pool_selects_by_max_pooled_last_token_scores(tiny, prompt):
         return raw["scores"]
 
     plain._last_token_scores = record
-    pooled = LazyLLMPress(schedule={1: 8 / 64}, pool=7, revive=False)
+    pooled = LazyLLMPress(schedule={1: 8 / 64}, pool=7, keep_last=1, revive=False)
     with torch.no_grad():
         for press in (plain, pooled):
             with press(model):

@@ -4,6 +4,12 @@
 keys, wrong types and out-of-range values raise ConfigError naming the option and the valid choices. Values from
 text formats are accepted where unambiguous: a `schedule` may have string layer keys ("8": 0.6), sequences may be
 lists or tuples. Listing names imports nothing from torch.
+
+Every press accepts the shared knob `compression_ratio` in [0, 1) (what `prunekit eval --press-ratio` passes), the
+fraction of the press's work removed: KV entries after prefill (KV presses, default 0.5), prompt-token work averaged
+over layers (lazyllm, mapped to a schedule), entries attended per decode step (delta) or keys gathered per prefill
+query (hip), each a fraction of the current length; and every press changes the computation with its defaults
+(tests/runtime/test_press_contract.py walks this registry).
 """
 
 from __future__ import annotations

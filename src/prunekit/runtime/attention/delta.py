@@ -21,6 +21,10 @@ and finer pages spend the budget on the entries the selection layer actually att
 agreement with dense over 64 decode steps on SmolLM2-135M at budget = 1/4 of a 1024-token prompt (8 prompts,
 bench/runtime/delta.py): pages of 16 / 8 / 4 / 2 / 1 -> 0.906 (4 prompts) / 0.938 / 0.945 / 0.967 / 0.979; at 2048
 tokens, pages of 16 -> 0.859 (4 prompts), 2 -> 0.924, 1 -> 0.949.
+Budget. `budget` is absolute (default 1024 entries: the press acts once the cache holds more, e.g. on a 2k
+prompt). `compression_ratio` r (the knob every press shares), given instead of `budget`, sets it at every decode
+step from the current cache length K: budget = K - int(r K) (the kept fraction 1 - r, floored as in the KV presses),
+at least (recent_pages + 1) * page_size so a page is still selected; r = 0 is dense. Giving both is an error.
 Installed as an attention function through AttentionInterface, wrapping the model's current implementation.
 """
 
@@ -37,7 +41,7 @@ from torch import nn
 from ...errors import ConfigError
 from ...utils.hooks import HookSet
 from .._interface import AttentionFn, attention_function
-from ..base import Press, num_layers
+from ..base import Press, num_layers, validate_ratio
 
 
 def decode_probs(query: torch.Tensor, key: torch.Tensor, scaling: float, mask: torch.Tensor | None) -> torch.Tensor:
@@ -95,31 +99,50 @@ def gathered_decode(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 class DeltaPress(Press):
     """Dense first layers, page-selecting Δ-layers, and sparse layers attending to `budget` selected entries."""
 
-    budget: int = 1024
+    budget: int | None = None  # None: DEFAULT_BUDGET, unless compression_ratio is given
+    compression_ratio: float | None = None
     page_size: int = 1
     recent_pages: int = 16
     dense_layers: int = 2
     selection_layers: Sequence[int] | None = None
 
+    DEFAULT_BUDGET: ClassVar[int] = 1024
     replaces_attention: ClassVar[bool] = True
     supported_model_types: ClassVar[tuple[str, ...]] = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
 
     def __post_init__(self) -> None:
+        if self.compression_ratio is not None:
+            if self.budget is not None:
+                raise ConfigError("give either budget or compression_ratio, not both (compression_ratio sets the "
+                                  "budget to the kept fraction of the cache at every step)")
+            self.compression_ratio = validate_ratio(self.compression_ratio)
+        elif self.budget is None:
+            self.budget = self.DEFAULT_BUDGET
         for name in ("budget", "page_size"):
             value = getattr(self, name)
+            if value is None and name == "budget":
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.budget < self.page_size:
-            raise ConfigError(f"budget ({self.budget}) must hold at least one page of {self.page_size} entries")
         for name in ("recent_pages", "dense_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.recent_pages * self.page_size >= self.budget:
-            raise ConfigError(f"recent_pages ({self.recent_pages}) x page_size ({self.page_size}) fill the whole "
-                              f"budget ({self.budget}): no page would be selected and sparse layers would see only a "
-                              "sliding window; lower recent_pages or raise the budget")
+        if self.budget is not None:
+            if self.budget < self.page_size:
+                raise ConfigError(f"budget ({self.budget}) must hold at least one page of {self.page_size} entries")
+            if self.recent_pages * self.page_size >= self.budget:
+                raise ConfigError(f"recent_pages ({self.recent_pages}) x page_size ({self.page_size}) fill the whole "
+                                  f"budget ({self.budget}): no page would be selected and sparse layers would see only "
+                                  "a sliding window; lower recent_pages or raise the budget")
         self.reset()
+
+    def budget_for(self, length: int) -> int:
+        """Entries a sparse layer attends to when the cache holds `length` (absolute, or from compression_ratio)."""
+        if self.compression_ratio is None:
+            return int(self.budget)
+        kept = length - int(length * self.compression_ratio)
+        return max(kept, (self.recent_pages + 1) * self.page_size)
 
     def reset(self) -> None:
         self.attended_entries_per_layer: dict[int, int] = {}
@@ -159,7 +182,8 @@ class DeltaPress(Press):
             layer = int(module.layer_idx)
             length = key.shape[2]
             role = self._roles[layer]
-            if query.shape[2] != 1 or length <= self.budget or role == "dense":
+            budget = self.budget_for(length)
+            if query.shape[2] != 1 or length <= budget or role == "dense":
                 if query.shape[2] == 1:
                     self.attended_entries_per_layer[layer] = length
                 return dense(module, query, key, value, attention_mask, **kwargs)
@@ -168,7 +192,7 @@ class DeltaPress(Press):
                 with torch.no_grad():
                     probs = decode_probs(query, key, scaling, attention_mask)  # (B, H, K)
                     scores = page_scores(probs, self.page_size)  # (B, P)
-                    self._selection = select_pages(scores, length, self.page_size, self.budget, self.recent_pages)
+                    self._selection = select_pages(scores, length, self.page_size, budget, self.recent_pages)
                 self._selection_length = length
                 self.selections += 1
                 self.attended_entries_per_layer[layer] = length

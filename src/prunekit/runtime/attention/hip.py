@@ -20,6 +20,12 @@ Defaults: every query attends to 512 gathered keys at any length (32 sink + 13 s
 region of 64: its own 32-query block and a 32-key window), so at 4k tokens HiP's attention plus selection FLOPs are
 24.5% of a causal-skipping dense kernel and 12.3% of dense over all T x T pairs (bench/runtime/hip.py). The
 earlier defaults (top_k 512, 64-blocks, sink and window 64) gathered 704 keys per query: 32% of causal dense.
+`compression_ratio` r (the knob every press shares), given instead of `top_k`, makes the keys gathered per query
+the kept fraction of the current context of Tk keys: top_k = block_k * floor((Tk - int(r Tk) - sink - window -
+block_q) / block_k), at least 0 (sink and local keys are always gathered), so sink + selected + local <= (1 - r) Tk
+whenever (1 - r) Tk >= sink + window + block_q (r = 0.75 at 2048 tokens gives the default 416); as with `top_k`, a
+context the gathered width covers stays dense, and so does one where int(r Tk) = 0 (r = 0 is dense). Giving both is
+an error.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from torch import nn
 from ...errors import ConfigError
 from ...utils.hooks import HookSet
 from .._interface import AttentionFn, attention_function
-from ..base import Press
+from ..base import Press, validate_ratio
 
 
 def _blocks(tq: int, tk: int, block_q: int, block_k: int, sink: int, window: int, device: torch.device):
@@ -230,27 +236,46 @@ def attention_flops(seq_len: int, top_k: int, block_q: int = 64, block_k: int = 
 class HipPress(Press):
     """Prefill attention over HiP-selected key blocks plus sink and window, on all layers but `dense_layers`."""
 
-    top_k: int = 416
+    top_k: int | None = None  # None: DEFAULT_TOP_K, unless compression_ratio is given
+    compression_ratio: float | None = None
     block_q: int = 32
     block_k: int = 32
     sink: int = 32
     window: int = 32
     dense_layers: Sequence[int] = (0,)
 
+    DEFAULT_TOP_K: ClassVar[int] = 416
     replaces_attention: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        if self.compression_ratio is not None:
+            if self.top_k is not None:
+                raise ConfigError("give either top_k or compression_ratio, not both (compression_ratio sets top_k from "
+                                  "the kept fraction of the context)")
+            self.compression_ratio = validate_ratio(self.compression_ratio)
+        elif self.top_k is None:
+            self.top_k = self.DEFAULT_TOP_K
         for name in ("block_q", "block_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in ("top_k", "sink", "window"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if (value is not None or name != "top_k") and (not isinstance(value, int) or value < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.top_k % self.block_k:
+        if self.top_k is not None and self.top_k % self.block_k:
             raise ConfigError(f"top_k ({self.top_k}) must be a multiple of block_k ({self.block_k})")
         self.reset()
+
+    def top_k_for(self, length: int) -> int:
+        """Selected keys per query block for a context of `length` keys (absolute, or from compression_ratio)."""
+        if self.compression_ratio is None:
+            return int(self.top_k)
+        kept = length - int(length * self.compression_ratio)
+        spare = kept - self.sink - self.window - self.block_q
+        if kept >= length:  # nothing removed (r = 0, or a short context): cover every key, i.e. dense
+            return max(0, -(-spare // self.block_k) * self.block_k)
+        return max(0, spare // self.block_k * self.block_k)
 
     def reset(self) -> None:
         self.attended_keys_per_layer: dict[int, int] = {}
@@ -260,18 +285,19 @@ class HipPress(Press):
 
     def _make(self, previous: Any) -> AttentionFn:
         dense_layers = {int(i) for i in self.dense_layers}
-        budget = self.sink + self.window + self.top_k + self.block_q
 
         def hip_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, Any]:
             layer = int(module.layer_idx)
+            top_k = self.top_k_for(key.shape[2])
+            budget = self.sink + self.window + top_k + self.block_q
             if (query.shape[2] == 1 or key.shape[2] <= budget or layer in dense_layers
                     or not getattr(module, "is_causal", True)):
                 return previous(module)(module, query, key, value, attention_mask, **kwargs)
             with torch.no_grad():
-                index = hip_select(query, key, self.block_q, self.block_k, self.top_k, self.sink, self.window)
+                index = hip_select(query, key, self.block_q, self.block_k, top_k, self.sink, self.window)
             self.attended_keys_per_layer[layer] = int((index >= 0).sum(-1).float().mean())
-            dense_blocks = dense_prefix_blocks(query.shape[2], key.shape[2], self.block_q, self.block_k, self.top_k,
+            dense_blocks = dense_prefix_blocks(query.shape[2], key.shape[2], self.block_q, self.block_k, top_k,
                                                self.sink, self.window)
             out = gathered_attention(query, key, value, index, self.block_q, scaling=kwargs.get("scaling"),
                                      mask=attention_mask if isinstance(attention_mask, torch.Tensor) else None,

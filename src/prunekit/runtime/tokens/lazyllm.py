@@ -5,14 +5,20 @@ Fu et al. 2024, "LazyLLM: Dynamic Token Pruning for Efficient Long Context LLM I
 Prefill. `schedule = {layer: keep_fraction}`: from `layer` on, only `keep_count(T, fraction)` of the T prompt
 tokens are processed (fractions are cumulative over the prompt and must not grow with depth; layer 0 cannot
 prune). Importance at pruning layer l = attention that the last token gives each alive token at layer l-1, mean
-over heads. The last token is always kept (`keep_last` > 1 always keeps the last `keep_last` prompt tokens, e.g.
-the question and chat suffix of a long-context prompt, as SnapKV keeps its observation window). Two optional
-extensions of the score (defaults off = the paper):
-`window` > 1 averages the attention of the last `window` prompt queries instead of the last one, and `pool` > 1
-max-pools the scores over `pool` neighbouring positions, so spans around attended tokens survive together (both
-from SnapKV, Li et al. 2024, arXiv 2404.14469). They matter for retrieval: in SmolLM2-135M the last token's
-attention at early layers rarely lands on a needle's digits, which the answer needs only at later decode steps
-(bench/runtime/lazyllm.py). Revival during decode always scores with the new token alone, unpooled.
+over heads. The last `keep_last` prompt tokens are always kept (e.g. the question and chat suffix of a long-context
+prompt, as SnapKV keeps its observation window; 1 = the paper). `window` > 1 averages the attention of the last
+`window` prompt queries instead of the last one, and `pool` > 1 max-pools the scores over `pool` neighbouring
+positions, so spans around attended tokens survive together (both from SnapKV, Li et al. 2024, arXiv 2404.14469).
+They matter for retrieval: in SmolLM2-135M the last token's attention at early layers rarely lands on a needle's
+digits, which the answer needs only at later decode steps (bench/runtime/lazyllm.py). Revival during decode always
+scores with the new token alone, unpooled.
+
+Defaults = what was measured (BENCHMARKS.md, "LazyLLM"): pool 15, window 1, keep_last 32 (pool=1, keep_last=1 is
+the paper's plain last-token score) and, with neither `schedule` nor `compression_ratio` given, {8: 0.4, 18: 0.08}
+on a 30-layer model, scaled to other depths; `compression_ratio` (fraction of prompt-token work removed, averaged
+over layers) maps to a schedule of the same shape. Both are resolved against the model's depth when the press is
+entered (`schedule_for`, `active_schedule`); the mapping and its feasible range are in
+`prunekit.runtime.tokens.schedule`. Giving both `schedule` and `compression_ratio` is an error.
 
 Positions. Kept tokens keep their ORIGINAL positions: a pre-hook on every decoder layer slices the hidden states,
 `position_embeddings` (RoPE cos/sin), `position_ids` and any 4D mask by the alive positions; queries and keys are
@@ -37,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -54,23 +60,9 @@ from .._attn import (
     kv_groups,
     project_qk,
 )
-from ..base import Press, attention_modules, decoder_layers, num_layers
+from ..base import Press, attention_modules, decoder_layers, num_layers, validate_ratio
 from ._calls import LayerCall, max_pool_scores, positional_mask, slice_sequence_inputs, window_importance
-
-
-def keep_count(length: int, fraction: float) -> int:
-    """Tokens kept out of `length` at keep fraction `fraction` (rounded half up, at least 1)."""
-    return max(1, min(length, int(fraction * length + 0.5)))
-
-
-def keep_counts(length: int, schedule: Mapping[int, float], layers: int) -> list[int]:
-    """Tokens processed by each layer for a prompt of `length` tokens."""
-    counts, current = [], length
-    for index in range(layers):
-        if index in schedule:
-            current = min(current, keep_count(length, schedule[index]))
-        counts.append(current)
-    return counts
+from .schedule import check_schedule, default_schedule, keep_count, keep_counts, ratio_schedule
 
 
 def select_kept(scores: torch.Tensor, keep: int, last: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,29 +86,29 @@ class AuxEntry:
 
 @dataclass
 class LazyLLMPress(Press):
-    """Progressive token pruning during prefill with an aux cache for revival during decode."""
+    """Progressive token pruning during prefill with an aux cache for revival during decode.
 
-    schedule: Mapping[int, float] = field(default_factory=dict)
+    `schedule` ({layer: keep fraction}) or `compression_ratio` (fraction of prompt-token work removed, averaged over
+    layers) sets how much is pruned; with neither, the measured default scaled to the model's depth (module doc)."""
+
+    schedule: Mapping[int, float] | None = None
+    compression_ratio: float | None = None
     revive: bool = True
     revive_fraction: float | None = None
     window: int = 1
-    pool: int = 1
-    keep_last: int = 1
+    pool: int = 15
+    keep_last: int = 32
 
     drops_tokens: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        schedule = {}
-        for layer, fraction in dict(self.schedule).items():
-            if not isinstance(layer, int) or layer < 1:
-                raise ConfigError(f"schedule layer {layer!r} is invalid: pruning layers are integers >= 1 "
-                                  "(layer 0 has no earlier attention to score tokens)")
-            if not isinstance(fraction, int | float) or not 0.0 < float(fraction) <= 1.0:
-                raise ConfigError(f"schedule[{layer}] = {fraction!r} is invalid: keep fractions are in (0, 1]")
-            schedule[layer] = float(fraction)
-        ordered = [schedule[k] for k in sorted(schedule)]
-        if any(b > a for a, b in zip(ordered, ordered[1:], strict=False)):
-            raise ConfigError(f"schedule {schedule} keeps more tokens at a deeper layer; fractions must not grow")
+        if self.schedule is not None and self.compression_ratio is not None:
+            raise ConfigError("give either schedule or compression_ratio, not both (compression_ratio maps to a "
+                              "schedule of the default's shape)")
+        if self.schedule is not None:
+            self.schedule = check_schedule(self.schedule)
+        if self.compression_ratio is not None:
+            self.compression_ratio = validate_ratio(self.compression_ratio)
         if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
             raise ConfigError(f"window must be a positive integer (prompt queries that score tokens), got "
                               f"{self.window!r}")
@@ -128,14 +120,24 @@ class LazyLLMPress(Press):
                               f"{self.keep_last!r}")
         if self.revive_fraction is not None and not 0.0 < self.revive_fraction <= 1.0:
             raise ConfigError(f"revive_fraction must be in (0, 1] or None, got {self.revive_fraction!r}")
-        self.schedule = schedule
+        self.active_schedule: dict[int, float] = dict(self.schedule or {})
         self.reset()
+
+    def schedule_for(self, layers: int) -> dict[int, float]:
+        """The schedule this press runs on a `layers`-layer model (explicit, mapped from the ratio, or default)."""
+        if self.schedule is not None:
+            return dict(self.schedule)
+        if self.compression_ratio is not None:
+            return ratio_schedule(layers, self.compression_ratio)
+        return default_schedule(layers)
 
     def validate(self, model: nn.Module) -> None:
         count = num_layers(model)
-        bad = [layer for layer in self.schedule if layer >= count]
+        schedule = self.schedule_for(count)
+        bad = [layer for layer in schedule if layer >= count]
         if bad:
             raise ConfigError(f"schedule names layers {bad} but the model has layers 0..{count - 1}")
+        self.active_schedule = schedule
 
     def reset(self) -> None:
         self.tokens_per_layer: list[int] = []
@@ -155,7 +157,7 @@ class LazyLLMPress(Press):
         hooks.forward_pre(model, self._start, with_kwargs=True)
         for index, block in enumerate(blocks):
             hooks.forward_pre(block, self._make_pre(index), with_kwargs=True)
-        for layer in self.schedule:
+        for layer in self.active_schedule:
             hooks.forward(attns[layer - 1], self._make_scorer(layer), with_kwargs=True)
         hooks.forward(blocks[-1], self._finish, with_kwargs=True)
 
@@ -197,8 +199,8 @@ class LazyLLMPress(Press):
         if index == 0:
             batch = hidden.shape[0]
             self._alive = torch.arange(self._length, device=hidden.device).expand(batch, -1)  # (B, T)
-        if index in self.schedule and self._scores is not None:
-            keep = keep_counts(self._length, self.schedule, index + 1)[index]
+        if index in self.active_schedule and self._scores is not None:
+            keep = keep_counts(self._length, self.active_schedule, index + 1)[index]
             if keep < hidden.shape[1]:
                 kept, dropped = select_kept(self._scores, keep, self.keep_last)  # (B, keep), (B, n - keep)
                 self.aux_cache[index] = AuxEntry(gather_rows(hidden, dropped, 1), gather_rows(self._alive, dropped, 1))
@@ -221,7 +223,7 @@ class LazyLLMPress(Press):
             self._step_pos = position_ids.expand(hidden.shape[0], -1)  # (B, q)
             self._step_pe = None
             self.step_tokens_per_layer = []
-        if index in self.schedule and self.revive and self._selected is not None and index in self.aux_cache:
+        if index in self.active_schedule and self.revive and self._selected is not None and index in self.aux_cache:
             hidden = self._revive(index, hidden)
             call.set("hidden_states", hidden)
         self._selected = None
@@ -268,7 +270,7 @@ class LazyLLMPress(Press):
             if self._mode == "prefill":
                 self._scores = scores
             elif self.revive and layer in self.aux_cache:
-                fraction = self.revive_fraction or self.schedule[layer]
+                fraction = self.revive_fraction or self.active_schedule[layer]
                 top = keep_count(scores.shape[1], fraction)
                 order = scores.topk(top, dim=-1).indices  # (B, top)
                 self._selected = gather_rows(self._layer_pos[layer - 1], order, 1)

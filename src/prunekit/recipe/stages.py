@@ -76,8 +76,16 @@ def _parse_press(data: Any, where: str) -> PressOptions:
 STAGES.register("prune", _parse_prune, summary="prune the model with a registered method")
 STAGES.register("press", _parse_press,
                 summary="evaluate this variant inside an inference-time press (prunekit list presses)")
+STAGES.register("recover", lambda data, where: _recover_options(data, where),
+                summary="heal the pruned model: LoRA (peft) or full fine-tuning, CE or distillation from dense")
 STAGES.register("save", lambda data, where: from_dict(SaveOptions, data, where),
                 summary="save the model as a Hugging Face folder (weights, plan, resolved recipe)")
+
+
+def _recover_options(data: Any, where: str) -> Any:
+    from ..recover.config import RecoverConfig
+
+    return from_dict(RecoverConfig, data, where)
 
 
 def parse_stage(data: Any, where: str) -> Stage:

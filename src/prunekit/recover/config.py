@@ -1,0 +1,76 @@
+"""Options of the recovery stage (light: importable without torch, read when a recipe is validated)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import ConfigError
+from ..prune.config import DEFAULT_EXCLUDE, check_regexes
+from ..train.config import TrainConfig, check_ranges
+from .losses import LOSSES
+
+METHODS = ("lora", "full")
+REPORT_CORPORA = ["wiki", "news", "shakespeare"]
+
+
+@dataclass
+class RecoverConfig(TrainConfig):
+    """Fine-tune a pruned model so it heals, keeping every pruned weight at zero.
+
+    method: "lora" (peft LoRA adapters of rank `rank`, scale alpha / rank, dropout `dropout`, merged into the
+    weights at the end) or "full" (the weights themselves). include / exclude: regexes over module names that
+    choose the Linear-like layers trained (embeddings and the LM head are left out by default). loss: "ce"
+    (next-token cross-entropy) or a distillation divergence from the teacher (the dense model): "fkl", "rkl",
+    "jsd", mixed as (1 - distill) x CE + distill x divergence at `temperature`, over the teacher's `top_k`
+    logits per token (0 = the whole vocabulary). mask_min_sparsity: a layer with at least this fraction of zero
+    weights keeps exactly those zeros (LoRA: the update is M * (B A) in training and in the merge; full: masked
+    gradients and re-zeroed weights). report_corpora / report_windows: perplexity before and after recovery
+    on the evaluation split of these corpora (windows of 512 tokens; 0 windows = skip). Training options
+    (tokens, lr, schedule, corpus, ...) are those of prunekit.train.TrainConfig.
+    """
+
+    method: Literal["lora", "full"] = "lora"
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    include: list[str] = field(default_factory=lambda: [".*"])
+    exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
+    loss: Literal["ce", "fkl", "rkl", "jsd"] = "ce"
+    distill: float = 1.0
+    temperature: float = 1.0
+    top_k: int = 0
+    mask_min_sparsity: float = 0.01
+    report_corpora: list[str] = field(default_factory=lambda: list(REPORT_CORPORA))
+    report_windows: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges("recover", [
+            ("method", self.method, self.method in METHODS, f"one of {', '.join(METHODS)}"),
+            ("rank", self.rank, self.rank >= 1, "a positive integer"),
+            ("alpha", self.alpha, self.alpha > 0, "> 0"),
+            ("dropout", self.dropout, 0.0 <= self.dropout < 1.0, "in [0, 1)"),
+            ("loss", self.loss, self.loss in LOSSES, f"one of {', '.join(LOSSES)}"),
+            ("distill", self.distill, 0.0 < self.distill <= 1.0, "in (0, 1] (the weight of the divergence)"),
+            ("temperature", self.temperature, self.temperature > 0, "> 0"),
+            ("top_k", self.top_k, self.top_k >= 0, ">= 0 (0 = the whole vocabulary)"),
+            ("mask_min_sparsity", self.mask_min_sparsity, 0.0 < self.mask_min_sparsity <= 1.0, "in (0, 1]"),
+            ("report_windows", self.report_windows, self.report_windows >= 0, ">= 0"),
+        ])
+        check_regexes(self.include + self.exclude)
+        from ..data import validate_corpus
+
+        for i, name in enumerate(self.report_corpora):
+            validate_corpus(name, f"report_corpora[{i}]")
+        if not self.include:
+            raise ConfigError("recover option include must name at least one regex (default: ['.*'])")
+        import importlib.util
+
+        if self.method == "lora" and importlib.util.find_spec("peft") is None:
+            raise ConfigError("recover method 'lora' needs the peft package: pip install 'prunekit[recover]' "
+                              "(or use method: full)")
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.loss != "ce"

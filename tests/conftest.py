@@ -45,3 +45,12 @@ def smollm():
     from prunekit.models import load
 
     return load("smollm2-135m")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A small local text corpus for training tests (modules with their own `corpus` fixture use theirs)."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(f"the {w} sat on the mat and the {w} ran home {i}." for i in range(400)
+                                for w in ("cat", "dog", "fox")))
+    return str(path)

@@ -21,14 +21,6 @@ from prunekit.testing import CharTokenizer, tiny_loaded
 torch.set_num_threads(1)
 
 
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n\n".join(f"the {w} sat on the mat and the {w} ran home {i}." for i in range(400)
-                                for w in ("cat", "dog", "fox")))
-    return str(path)
-
-
 def sparsify(model, pattern="2:4"):
     """Magnitude N:M (or 50% unstructured) on every Linear of the blocks; returns {name: zero mask}."""
     zeros = {}
@@ -47,9 +39,9 @@ def sparsify(model, pattern="2:4"):
     return zeros
 
 
-def small(corpus, **overrides):
+def small(text, **overrides):
     options = {"tokens": 6 * 4 * 32, "seq_len": 32, "batch_size": 4, "micro_batch_size": 2, "lr": 5e-3,
-               "corpus": [corpus], "report_corpora": [corpus], "report_windows": 2, "eval_windows": 2,
+               "corpus": [text], "report_corpora": [text], "report_windows": 2, "eval_windows": 2,
                "checkpoint_every": 0, "rank": 4, "alpha": 8.0, "precision": "fp32", **overrides}
     return from_dict(RecoverConfig, options, "recover")
 
@@ -246,10 +238,31 @@ def test_cli_recovers_a_saved_folder_and_refuses_bad_input_before_loading(tiny_l
     for args, message in [([str(tmp_path / "missing")], "not a saved model folder"),
                           ([str(tiny_llama_dir), "--lr", "-1"], "lr must be > 0"),
                           ([str(tiny_llama_dir), "--set", "corpus=nope"], "Unknown corpus 'nope'"),
+                          ([str(tiny_llama_dir), "--set", "include=[nope]"], "'nope' matches no module"),
                           ([str(tiny_llama_dir), "--loss", "fkl", "--teacher", "no-such-model"], "no-such-model"),
                           ([str(tiny_llama_dir), "-o", str(out)], "already exists")]:
         start = time.perf_counter()
         proc = subprocess.run(cli + args, capture_output=True, text=True)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
-        assert time.perf_counter() - start < 30
+        assert time.perf_counter() - start < 90  # generous: the 2 shared cores may be busy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "healed"]
+
+
+def test_dynamic_mixing_moves_weight_to_the_corpus_that_lags_the_dense_model(corpus, tmp_path):
+    other = tmp_path / "numbers.txt"
+    other.write_text("\n\n".join(" ".join(str(i * j % 97) for j in range(30)) for i in range(300)))
+    teacher = tiny_loaded("llama", layers=2, vocab=256)
+    student = copy.copy(teacher)
+    student.model = copy.deepcopy(teacher.model)
+    student.adapter = type(teacher.adapter)(student.model)
+    student.tokenizer = CharTokenizer(256)
+    sparsify(student.model)
+    details = recover(student, small(corpus, corpus=[corpus, str(other)], mix="dynamic", eval_every=2,
+                                     mix_eta=50.0, report_windows=0), teacher=teacher)
+    mixture = details["mixture"]
+    assert len(mixture["reference"]) == 2
+    assert len(mixture["weights"]) == 4  # validations at steps 0, 2, 4 and 6
+    assert all(abs(sum(w) - 1) < 1e-9 for w in mixture["weights"])
+    assert mixture["weights"][0] != [0.5, 0.5]
+    with pytest.raises(ConfigError, match="at least two corpora and eval_every"):
+        small(corpus, mix="dynamic", eval_every=2)

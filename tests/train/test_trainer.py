@@ -66,8 +66,9 @@ def test_stream_is_deterministic_and_follows_the_weights(tmp_path, corpus):
 
 
 def _trainer(model, corpus, checkpoint=None, plugins=(), **overrides):
+    corpora = corpus if isinstance(corpus, list) else [corpus]
     config = TrainConfig(**{"tokens": 8 * 4 * 32, "seq_len": 32, "batch_size": 4, "micro_batch_size": 2,
-                            "lr": 1e-2, "corpus": [corpus], "checkpoint_every": 2, "seed": 3, **overrides})
+                            "lr": 1e-2, "corpus": corpora, "checkpoint_every": 2, "seed": 3, **overrides})
     params = [(n, p) for n, p in model.named_parameters() if "layers.1" in n]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -145,3 +146,37 @@ def test_bad_options_name_the_option_and_the_valid_range():
                               ("schedule", "step", "schedule"), ("weights", [1.0, 2.0], "weights")]:
         with pytest.raises(ConfigError, match=match):
             from_dict(TrainConfig, {key: value}, "train")
+
+
+def test_dynamic_mixture_follows_sheared_llama_update():
+    from prunekit.train.mixture import update_weights
+
+    w = update_weights([0.5, 0.5], losses=[3.0, 2.0], reference=[2.0, 2.5], eta=1.0, smoothing=0.0)
+    expected = torch.softmax(torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64))
+                             + torch.tensor([1.0, 0.0], dtype=torch.float64), 0)
+    assert w == pytest.approx(expected.tolist())  # the lagging corpus gains, the one ahead of reference is not pushed
+    assert update_weights([0.2, 0.8], [1.0, 1.0], [2.0, 2.0], smoothing=0.0) == pytest.approx([0.2, 0.8])
+    smoothed = update_weights([1.0, 0.0], [1.0, 1.0], [1.0, 1.0], smoothing=0.1)
+    assert smoothed == pytest.approx([0.95, 0.05])  # never starves a corpus
+
+
+def test_dynamic_mixture_moves_batches_to_the_lagging_corpus(tmp_path, corpus):
+    from prunekit.train.mixture import DynamicMixture
+
+    other = tmp_path / "other.txt"
+    other.write_text("\n\n".join(f"line {i} of another text with other words in it." for i in range(600)))
+    model = tiny_model("llama", layers=2)
+    plugin = DynamicMixture([corpus, str(other)], {corpus: 0.0, str(other): 10.0})  # only `corpus` lags
+    trainer = _trainer(model, [corpus, str(other)], plugins=[plugin], eval_every=2)
+    vocab = CharTokenizer(128)
+    held = {c: validation_windows(vocab, c, 2, 32) for c in (corpus, str(other))}
+
+    def validate():
+        return {f"val_loss/{c}": torch.nn.functional.cross_entropy(
+            model(input_ids=ids).logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten()).item() for c, ids in held.items()}
+
+    trainer.validate = validate
+    trainer.fit()
+    assert len(plugin.history) == 5  # validations at steps 0, 2, 4, 6 and 8
+    assert plugin.history[0][0] > 0.7 and plugin.history[-1][0] > 0.99  # the lagging corpus takes over
+    assert trainer.stream.weights == plugin.history[-1]

@@ -12,6 +12,7 @@ from .losses import LOSSES
 
 METHODS = ("lora", "full")
 REPORT_CORPORA = ["wiki", "news", "shakespeare"]
+SELECTORS = ("all", "random", "paser")
 
 
 @dataclass
@@ -26,8 +27,15 @@ class RecoverConfig(TrainConfig):
     logits per token (0 = the whole vocabulary). mask_min_sparsity: a layer with at least this fraction of zero
     weights keeps exactly those zeros (LoRA: the update is M * (B A) in training and in the merge; full: masked
     gradients and re-zeroed weights). report_corpora / report_windows: perplexity before and after recovery
-    on the evaluation split of these corpora (windows of 512 tokens; 0 windows = skip). Training options
-    (tokens, lr, schedule, corpus, ...) are those of prunekit.train.TrainConfig.
+    on the evaluation split of these corpora (windows of 512 tokens; 0 windows = skip). select: the training
+    windows: "all" (every window of the corpora, mixed by weight), or a pool of select_tokens tokens (0 = the whole
+    budget) taken from paser_candidates candidate windows (0 = 4x the pool) drawn from the corpora by weight:
+    "random" (a seeded random subset) or "paser" (PASER, He et al. 2025: MiniLM embeddings, paser_clusters spectral
+    clusters, budget by each cluster's JSD between the pruned and the dense model; see recover/paser.py).
+    mix: "fixed" (the corpora's weights throughout) or "dynamic" (Sheared-LLaMA dynamic batch loading: after each
+    validation, every eval_every steps, weights move towards corpora whose validation loss lags furthest behind
+    the dense model's, with step size mix_eta and smoothing mix_smoothing; train/mixture.py).
+    Training options (tokens, lr, schedule, corpus, ...) are those of prunekit.train.TrainConfig.
     """
 
     method: Literal["lora", "full"] = "lora"
@@ -43,6 +51,13 @@ class RecoverConfig(TrainConfig):
     mask_min_sparsity: float = 0.01
     report_corpora: list[str] = field(default_factory=lambda: list(REPORT_CORPORA))
     report_windows: int = 4
+    select: Literal["all", "random", "paser"] = "all"
+    select_tokens: int = 0
+    paser_clusters: int = 8
+    paser_candidates: int = 0
+    mix: Literal["fixed", "dynamic"] = "fixed"
+    mix_eta: float = 1.0
+    mix_smoothing: float = 1e-4
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,7 +72,26 @@ class RecoverConfig(TrainConfig):
             ("top_k", self.top_k, self.top_k >= 0, ">= 0 (0 = the whole vocabulary)"),
             ("mask_min_sparsity", self.mask_min_sparsity, 0.0 < self.mask_min_sparsity <= 1.0, "in (0, 1]"),
             ("report_windows", self.report_windows, self.report_windows >= 0, ">= 0"),
+            ("select", self.select, self.select in SELECTORS, f"one of {', '.join(SELECTORS)}"),
+            ("select_tokens", self.select_tokens, self.select_tokens == 0 or self.select_tokens >= self.seq_len,
+             f"0 (the whole budget) or at least seq_len ({self.seq_len}) tokens"),
+            ("paser_clusters", self.paser_clusters, self.paser_clusters >= 1, "a positive integer"),
+            ("paser_candidates", self.paser_candidates, self.paser_candidates >= 0,
+             ">= 0 (0 = 4x the selected windows)"),
         ])
+        if self.select != "all" and self.paser_candidates and self.paser_candidates < self.selected_windows:
+            raise ConfigError(f"recover option paser_candidates must be 0 or at least the {self.selected_windows} "
+                              f"windows selected (select_tokens {self.select_tokens or self.tokens} / seq_len "
+                              f"{self.seq_len}), got {self.paser_candidates}")
+        check_ranges("recover", [
+            ("mix", self.mix, self.mix in ("fixed", "dynamic"), "fixed or dynamic"),
+            ("mix_eta", self.mix_eta, self.mix_eta > 0, "> 0"),
+            ("mix_smoothing", self.mix_smoothing, 0.0 <= self.mix_smoothing < 1.0, "in [0, 1)"),
+        ])
+        if self.mix == "dynamic" and (len(self.corpus) < 2 or self.eval_every < 1):
+            raise ConfigError(f"recover option mix: dynamic re-weights corpora after each validation: it needs at "
+                              f"least two corpora and eval_every >= 1, got corpus {self.corpus} and eval_every "
+                              f"{self.eval_every}")
         check_regexes(self.include + self.exclude)
         from ..data import validate_corpus
 
@@ -73,4 +107,15 @@ class RecoverConfig(TrainConfig):
 
     @property
     def needs_teacher(self) -> bool:
-        return self.loss != "ce"
+        """The dense model is needed: as the teacher of a distillation loss, to score windows for PASER, or for the
+        reference losses of dynamic mixing."""
+        return self.loss != "ce" or self.select == "paser" or self.mix == "dynamic"
+
+    @property
+    def selected_windows(self) -> int:
+        """Windows in the selected pool (select random / paser)."""
+        return -(-(self.select_tokens or self.tokens) // self.seq_len)
+
+    @property
+    def candidate_windows(self) -> int:
+        return self.paser_candidates or 4 * self.selected_windows

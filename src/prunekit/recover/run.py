@@ -18,8 +18,14 @@ def check_teacher(student: Any, teacher: Any, config: RecoverConfig) -> Any:
     if not config.needs_teacher:
         return None
     if teacher is None:
-        raise ConfigError(f"recover loss '{config.loss}' distils from a teacher (the dense model): in a recipe it is "
-                          "the dense model; in Python pass teacher=...; or use loss: ce")
+        if config.loss != "ce":
+            why = f"loss '{config.loss}' distils from"
+        elif config.select == "paser":
+            why = "select 'paser' scores windows with"
+        else:
+            why = "mix 'dynamic' takes reference losses from"
+        raise ConfigError(f"recover {why} a teacher (the dense model): in a recipe it is the dense model; in Python "
+                          "pass teacher=...; or use loss: ce, select: all or random, mix: fixed")
     from ..models import LoadedModel
 
     teacher = teacher.model if isinstance(teacher, LoadedModel) else teacher
@@ -63,15 +69,17 @@ def recover(loaded: Any, config: RecoverConfig, *, teacher: Any = None, checkpoi
     """
     from ..evaluate.efficiency import PeakMemory
     from ..train import Trainer
-    from ..train.data import WindowStream, validation_windows
+    from ..train.data import validation_windows
     from .losses import next_token_loss, recovery_loss
+    from .selection import build_stream
 
     if not getattr(loaded.adapter, "is_causal_lm", True):
         raise ConfigError(f"recover fine-tunes causal language models; '{loaded.name}' is not one")
     model = loaded.model
-    teacher_model = check_teacher(model, teacher, config)
+    dense_model = check_teacher(model, teacher, config)
+    teacher_model = dense_model if config.loss != "ce" else None
     modules = target_modules(model, config)
-    stream = WindowStream(loaded.tokenizer, config.corpus, config.seq_len, weights=config.weights, seed=config.seed)
+    stream, selection = build_stream(loaded, config, dense_model)
     held_out = {c: validation_windows(loaded.tokenizer, c, config.eval_windows, config.seq_len)
                 for c in config.corpus}
     before = report_perplexities(loaded, config)
@@ -90,12 +98,21 @@ def recover(loaded: Any, config: RecoverConfig, *, teacher: Any = None, checkpoi
         return {f"val_loss/{c}": next_token_loss(model(input_ids=ids, use_cache=False).logits, ids).item()
                 for c, ids in held_out.items()}
 
+    plugins = []
+    if config.mix == "dynamic":
+        from ..train.mixture import DynamicMixture
+
+        with torch.no_grad():
+            reference = {c: next_token_loss(dense_model(input_ids=ids, use_cache=False).logits, ids).item()
+                         for c, ids in held_out.items()}
+        plugins.append(DynamicMixture(config.corpus, reference, eta=config.mix_eta, smoothing=config.mix_smoothing))
     zeros_before = {name: (m.weight == 0).clone() for name, m in modules.items()}
     method = _METHODS[config.method](model, modules, config)
     try:
         with PeakMemory() as memory:
             trainer = Trainer(model, method.parameters, config, loss_fn, stream, validate=validate,
-                              plugins=method.plugins, checkpoint=checkpoint, description=f"recover ({config.method})")
+                              plugins=method.plugins + plugins, checkpoint=checkpoint,
+                              description=f"recover ({config.method})")
             result = trainer.fit()
     except BaseException:
         method.abort()
@@ -114,7 +131,8 @@ def recover(loaded: Any, config: RecoverConfig, *, teacher: Any = None, checkpoi
         "recover_seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
         "peak_rss_bytes": memory.peak, "masked_layers": len(method.masks), "zeros_kept": kept,
         "perplexity_before": before, "perplexity_after": after, "history": result.history, "evals": result.evals,
-        "resumed_from": result.resumed_from,
+        "resumed_from": result.resumed_from, "selection": selection,
+        "mixture": {"reference": plugins[0].reference, "weights": plugins[0].history} if plugins else None,
     }
 
 

@@ -30,6 +30,18 @@ def _vocab_from_config(spec: str) -> int | None:
     return None
 
 
+def _check_targets(folder: Path, config: Any) -> None:
+    """Resolve include / exclude against the architecture built on the meta device (no weights read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .run import target_modules
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+    target_modules(skeleton, config)
+
+
 def recover_saved(folder: str | Path, output: str | Path | None = None, *, teacher: str | None = None,
                   options: dict[str, Any] | None = None, overwrite: bool = False) -> dict:
     """Recover the model in `folder` with RecoverConfig `options`; write OUTPUT/model (the healed model),
@@ -56,6 +68,7 @@ def recover_saved(folder: str | Path, output: str | Path | None = None, *, teach
             raise ConfigError(f"The teacher '{teacher}' has a vocabulary of {theirs} tokens and the model {ours}; "
                               "distillation needs the same tokenizer.")
     out = Path(output) if output else Path(f"runs/recover-{folder.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    _check_targets(folder, config)
     if out.exists() and not overwrite:
         raise ConfigError(f"Output folder '{out}' already exists. Choose another with --output, or pass --overwrite.")
     loaded = load(str(folder))

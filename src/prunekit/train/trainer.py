@@ -71,9 +71,11 @@ class Trainer:
     def __init__(self, model: nn.Module, parameters: Sequence[tuple[str, nn.Parameter]], config: TrainConfig,
                  loss_fn: LossFn, stream: Any, *, validate: Callable[[], dict[str, float]] | None = None,
                  plugins: Sequence[TrainPlugin] = (), checkpoint: str | Path | None = None,
-                 description: str = "train") -> None:
+                 description: str = "train", extra_groups: Sequence[dict] = ()) -> None:
+        """extra_groups: more parameters with their own optimizer settings, each {"params": [(name, Parameter)],
+        "lr": ..., "weight_decay": ...} (same schedule; e.g. mask logits that learn faster than adapters)."""
         self.model = model
-        self.parameters = list(parameters)
+        self.parameters = list(parameters) + [item for group in extra_groups for item in group["params"]]
         self.config = config
         self.loss_fn = loss_fn
         self.stream = stream
@@ -81,8 +83,9 @@ class Trainer:
         self.plugins = list(plugins)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.description = description
-        self.optimizer = torch.optim.AdamW([p for _n, p in self.parameters], lr=config.lr,
-                                           weight_decay=config.weight_decay)
+        groups = [{"params": [p for _n, p in parameters]}]
+        groups += [{**group, "params": [p for _n, p in group["params"]]} for group in extra_groups]
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         steps = config.steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
             s, steps, config.schedule, warmup=config.warmup, floor=config.min_lr, decay=config.decay))
@@ -211,16 +214,27 @@ class Trainer:
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block (they arrive when it ends), so an optimizer update and its
-    bookkeeping are never half done when a checkpoint is written. A no-op outside the main thread."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold SIGINT and SIGTERM back for the block and act on them when it ends, so an optimizer update and its
+    bookkeeping are never half done when a checkpoint is written. (Python handlers always run in the main thread,
+    whichever thread the OS delivered the signal to, so the handlers are swapped rather than the signal mask.)
+    A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    received: list[tuple[int, Any]] = []
+    previous = {s: signal.signal(s, lambda signum, frame: received.append((signum, frame)))
+                for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in received:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def use_bf16(precision: str, device: str = "cpu") -> bool:

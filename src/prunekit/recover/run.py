@@ -70,7 +70,6 @@ def recover(loaded: Any, config: RecoverConfig, *, teacher: Any = None, checkpoi
     from ..evaluate.efficiency import PeakMemory
     from ..train import Trainer
     from ..train.data import validation_windows
-    from .losses import next_token_loss, recovery_loss
     from .selection import build_stream
 
     if not getattr(loaded.adapter, "is_causal_lm", True):
@@ -85,27 +84,9 @@ def recover(loaded: Any, config: RecoverConfig, *, teacher: Any = None, checkpoi
     before = report_perplexities(loaded, config)
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
 
-    def loss_fn(ids: torch.Tensor, _sources: torch.Tensor):
-        teacher_logits = None
-        if teacher_model is not None:
-            with torch.inference_mode():
-                teacher_logits = teacher_model(input_ids=ids, use_cache=False).logits.clone()
-        logits = model(input_ids=ids, use_cache=False).logits  # (B, T, V)
-        return recovery_loss(logits, ids, teacher_logits, config.loss, config.distill, config.temperature,
-                             config.top_k)
-
-    def validate() -> dict[str, float]:
-        return {f"val_loss/{c}": next_token_loss(model(input_ids=ids, use_cache=False).logits, ids).item()
-                for c, ids in held_out.items()}
-
-    plugins = []
-    if config.mix == "dynamic":
-        from ..train.mixture import DynamicMixture
-
-        with torch.no_grad():
-            reference = {c: next_token_loss(dense_model(input_ids=ids, use_cache=False).logits, ids).item()
-                         for c, ids in held_out.items()}
-        plugins.append(DynamicMixture(config.corpus, reference, eta=config.mix_eta, smoothing=config.mix_smoothing))
+    loss_fn = _loss_fn(model, teacher_model, config)
+    validate = _validator(model, held_out)
+    plugins = [_mixture(dense_model, held_out, config)] if config.mix == "dynamic" else []
     zeros_before = {name: (m.weight == 0).clone() for name, m in modules.items()}
     method = _METHODS[config.method](model, modules, config)
     try:
@@ -134,6 +115,43 @@ def recover(loaded: Any, config: RecoverConfig, *, teacher: Any = None, checkpoi
         "resumed_from": result.resumed_from, "selection": selection,
         "mixture": {"reference": plugins[0].reference, "weights": plugins[0].history} if plugins else None,
     }
+
+
+def _loss_fn(model: Any, teacher: Any, config: RecoverConfig):
+    """(ids, sources) -> (loss, parts): cross-entropy and/or the divergence from the teacher's logits."""
+    from .losses import recovery_loss
+
+    def loss_fn(ids: torch.Tensor, _sources: torch.Tensor):
+        teacher_logits = None
+        if teacher is not None:
+            with torch.inference_mode():
+                teacher_logits = teacher(input_ids=ids, use_cache=False).logits.clone()
+        logits = model(input_ids=ids, use_cache=False).logits  # (B, T, V)
+        return recovery_loss(logits, ids, teacher_logits, config.loss, config.distill, config.temperature,
+                             config.top_k)
+
+    return loss_fn
+
+
+def _validator(model: Any, held_out: dict[str, torch.Tensor]):
+    """() -> {"val_loss/<corpus>": next-token loss on the corpus's validation windows}."""
+    from .losses import next_token_loss
+
+    def validate() -> dict[str, float]:
+        return {f"val_loss/{c}": next_token_loss(model(input_ids=ids, use_cache=False).logits, ids).item()
+                for c, ids in held_out.items()}
+
+    return validate
+
+
+def _mixture(dense: Any, held_out: dict[str, torch.Tensor], config: RecoverConfig) -> Any:
+    """The dynamic-mixing plug-in, its reference losses the dense model's on the validation windows."""
+    from ..train.mixture import DynamicMixture
+
+    reference = _validator(dense, held_out)
+    with torch.no_grad():
+        losses = {key.split("/", 1)[1]: value for key, value in reference().items()}
+    return DynamicMixture(config.corpus, losses, eta=config.mix_eta, smoothing=config.mix_smoothing)
 
 
 def _restore_flags(model: Any, requires_grad: dict[str, bool]) -> None:

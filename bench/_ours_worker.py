@@ -20,10 +20,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
+    from prunekit.core.typed import from_dict
     from prunekit.evaluate.perplexity import perplexity_of_windows
     from prunekit.methods import METHODS
     from prunekit.models import load
-    from prunekit.recipe.convert import from_dict
 
     data = torch.load(args.data)
     calibration = data["calibration"][: args.samples] if args.samples else data["calibration"]

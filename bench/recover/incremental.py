@@ -4,7 +4,7 @@ Every variant removes `--ratio` (default 30%) of the non-embedding parameters an
 settings (LoRA rank `--rank` on every Linear of the blocks, `--loss` from the dense model, `--lr`, `--schedule`,
 seed `--seed`) on wiki's training part, for the same number of tokens T in all:
 - incremental: `--cycles` cycles of ratio / cycles each (Taylor scores, per-block sparsity from block importance
-  with A = `--amplitude`), T / cycles tokens of training after each (prunekit.prune.incremental);
+  with A = `--amplitude`), T / cycles tokens of training after each (prunekit.recover.incremental);
 - oneshot: the same pruner, its `--cycles` steps back to back with no training between them, then T tokens;
 - flap30: FLAP + bias compensation, angular allocation (_common.BASES["flap30"]; only with --ratio 0.3), then T.
 incremental and oneshot score on the same `--calib-samples` x `--calib-len` wiki windows (default 16 x 256: a
@@ -85,10 +85,10 @@ def setup(args: argparse.Namespace):
 
 def run_variant(variant: str, dense, perplexities, ctx, args, opts: dict, per_cycle: int) -> dict:
     """Prune and train one variant; returns its result row."""
-    from prunekit.prune.incremental import IncrementalPruneConfig, prune_incremental
+    from prunekit.core.typed import from_dict
     from prunekit.prune.llm_structured import non_embedding_params
-    from prunekit.recipe.convert import from_dict
     from prunekit.recover import RecoverConfig
+    from prunekit.recover.incremental import IncrementalPruneConfig, prune_incremental
     from prunekit.recover.run import recover
 
     total = per_cycle * args.cycles

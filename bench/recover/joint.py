@@ -1,4 +1,4 @@
-"""Joint pruning with LoRA (ATP / SPLoRA, prunekit.prune.joint) vs FLAP + LoRA at the same budget (issue 13).
+"""Joint pruning with LoRA (ATP / SPLoRA, prunekit.recover.joint) vs FLAP + LoRA at the same budget (issue 13).
 
 SmolLM2-135M, 30% of the non-embedding parameters removed, the same T training tokens and recovery settings
 (LoRA rank `--rank` on every Linear of the blocks, `--loss` from the dense model, `--lr`, `--schedule`, seed
@@ -76,7 +76,7 @@ def removed_ratio(dense, loaded) -> float:
 
 
 def run_joint(dense, args, corpus: str, perplexities) -> dict:
-    from prunekit.prune.joint import JointPruneConfig, prune_joint
+    from prunekit.recover.joint import JointPruneConfig, prune_joint
 
     loaded = common.fresh_copy(dense)
     config = JointPruneConfig(ratio=RATIO, gate=args.gate, temperature=args.temperature, init_logit=args.init_logit,
@@ -94,7 +94,7 @@ def run_joint(dense, args, corpus: str, perplexities) -> dict:
 
 
 def run_flap_lora(dense, base, args, corpus: str, perplexities) -> dict:
-    from prunekit.recipe.convert import from_dict
+    from prunekit.core.typed import from_dict
     from prunekit.recover import RecoverConfig
     from prunekit.recover.run import recover
 

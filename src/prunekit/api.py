@@ -24,9 +24,9 @@ def run(recipe: str | Path | dict | Recipe, *, overrides: list[str] | None = Non
 def evaluate(model: Any = "smollm2-135m", *, tasks: list[str] | None = None, corpus: str = "wiki",
              window: int = 1024, windows: int = 16) -> dict[str, float]:
     """Evaluate a model (name, path, or prunekit.models.LoadedModel) and return its metrics."""
+    from .core.typed import from_dict
     from .evaluate.run import evaluate_loaded
     from .models import LoadedModel, load
-    from .recipe.convert import from_dict
 
     config = from_dict(EvaluationConfig, {
         "tasks": tasks or ["perplexity", "efficiency"],
@@ -38,10 +38,10 @@ def evaluate(model: Any = "smollm2-135m", *, tasks: list[str] | None = None, cor
 
 def prune(model: Any, method: str, *, calibration: dict | None = None, **options: Any):
     """Prune `model` (name, path or LoadedModel) in place with a registered method; returns (model, details)."""
+    from .core.typed import from_dict
     from .methods import METHODS
     from .models import LoadedModel, load
     from .pipeline import RunContext
-    from .recipe.convert import from_dict
 
     entry = METHODS.get(method)
     config = from_dict(entry.config, options, method)
@@ -57,7 +57,7 @@ def recover(model: Any, *, teacher: Any = None, checkpoint: str | None = None, *
     Options are those of `prunekit.recover.RecoverConfig` (method, rank, tokens, lr, loss, ...); `teacher` (the
     dense model) is needed for the distillation losses (fkl, rkl, jsd). Returns (model, report).
     """
-    from .recipe.convert import from_dict
+    from .core.typed import from_dict
     from .recover import RecoverConfig
     from .recover.run import recover as run_recovery
 

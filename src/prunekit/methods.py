@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .prune.config import SparseGPTConfig, WeightPruneConfig
 from .prune.depth import DepthPruneConfig
-from .prune.incremental import IncrementalPruneConfig
-from .prune.joint import JointPruneConfig
 from .prune.llm_structured import LLMStructuredConfig
 from .prune.structured import StructuredPruneConfig
+from .recover.incremental import IncrementalPruneConfig
+from .recover.joint import JointPruneConfig
 from .registry import Registry
 
 METHODS = Registry("method")
@@ -35,9 +35,9 @@ METHODS.register("llm-structured", "prunekit.prune.llm_structured:prune_llm_stru
                  "least-squares refit (An et al. 2024; Martra 2025)")
 METHODS.register("depth", "prunekit.prune.depth:prune_depth", config=DepthPruneConfig, kind="structured",
                  summary="remove whole decoder blocks by angular distance, at random, or the last ones (ShortGPT)")
-METHODS.register("incremental", "prunekit.prune.incremental:prune_incremental", config=IncrementalPruneConfig,
+METHODS.register("incremental", "prunekit.recover.incremental:prune_incremental", config=IncrementalPruneConfig,
                  kind="structured", summary="Adapt-Accel: ~5% Taylor-scored heads / neurons per cycle, block sparsity "
                  "adapted from block importance, recovery training between cycles (Pan et al. 2025)")
-METHODS.register("joint-lora", "prunekit.prune.joint:prune_joint", config=JointPruneConfig, kind="structured",
+METHODS.register("joint-lora", "prunekit.recover.joint:prune_joint", config=JointPruneConfig, kind="structured",
                  summary="ATP / SPLoRA: heads / GLU neurons gated by learned hard masks (Gumbel-sigmoid or hard "
                  "concrete) trained with LoRA under a parameter-budget penalty, then removed (Lu et al. 2024)")

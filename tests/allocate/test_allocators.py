@@ -9,7 +9,7 @@ from prunekit.allocate.global_threshold import global_threshold_masks, ratios_fr
 from prunekit.allocate.owl import outlier_ratio, owl_ratios, owl_ratios_from_outliers
 from prunekit.allocate.rd import rd_grid_solution, rd_ratios
 from prunekit.allocate.uniform import uniform_ratios
-from prunekit.prune.patterns import unstructured_keep_mask
+from prunekit.core.patterns import unstructured_keep_mask
 
 
 def test_uniform():

@@ -13,9 +13,9 @@ import typing
 import pytest
 import torch
 
+from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
 from prunekit.methods import METHODS
-from prunekit.recipe.convert import from_dict
 from prunekit.testing import CharTokenizer, tiny_loaded
 
 torch.set_num_threads(1)

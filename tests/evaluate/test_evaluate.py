@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from prunekit.evaluate.efficiency import PeakMemory, count_parameters, interleaved_medians, macs_per_token
+from prunekit.core.memory import PeakMemory
+from prunekit.evaluate.efficiency import count_parameters, interleaved_medians, macs_per_token
 from prunekit.evaluate.perplexity import perplexity_of_windows
 from prunekit.models import load
 from prunekit.testing import tiny_model
@@ -99,9 +100,9 @@ def test_peak_memory_sees_an_allocation(no_garbage_collection):
 
 
 def test_peak_memory_sees_a_short_allocation_through_the_kernel_mark(no_garbage_collection):
-    from prunekit.evaluate import efficiency
+    from prunekit.core import memory
 
-    if not efficiency._reset_high_water_mark():
+    if not memory._reset_high_water_mark():
         pytest.skip("this kernel does not let a process reset its peak RSS")
     with PeakMemory(interval=10.0) as mem:  # the sampler never wakes inside the block
         _touch_fresh_pages(64 * 1024 * 1024).close()

@@ -151,9 +151,9 @@ def test_round_to_rounds_channels_not_heads():
 
 
 def test_recipe_options_and_taylor_on_the_run_calibration(tmp_path):
+    from prunekit.core.typed import from_dict
     from prunekit.pipeline import RunContext
     from prunekit.recipe import parse_recipe
-    from prunekit.recipe.convert import from_dict
     from prunekit.testing import CharTokenizer
 
     corpus = tmp_path / "c.txt"

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import prunekit
+from prunekit.core.typed import from_dict
 from prunekit.io import save_model
 from prunekit.methods import METHODS
-from prunekit.recipe.convert import from_dict
 
 
 @pytest.mark.slow

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from prunekit.core.patterns import unstructured_keep_mask
 from prunekit.importance.magnitude import magnitude_scores
 from prunekit.importance.random import random_scores
 from prunekit.importance.wanda import wanda_scores
-from prunekit.prune.patterns import unstructured_keep_mask
 
 W = torch.tensor([[1.0, -2.0, 3.0, -0.5], [-4.0, 0.1, 0.2, 1.0]])
 

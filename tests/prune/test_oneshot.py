@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
 from prunekit.methods import METHODS
 from prunekit.models import load
 from prunekit.pipeline import RunContext
 from prunekit.recipe import parse_recipe
-from prunekit.recipe.convert import from_dict
 from prunekit.testing import CharTokenizer, tiny_model
 
 

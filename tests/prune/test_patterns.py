@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from prunekit.prune.patterns import (
+from prunekit.core.patterns import (
     NM,
     check_sparsity,
     keep_mask_by_count,

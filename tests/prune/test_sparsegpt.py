@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from prunekit.core.patterns import NM, nm_keep_mask, unstructured_keep_mask
 from prunekit.importance.magnitude import magnitude_scores
 from prunekit.importance.wanda import wanda_scores
-from prunekit.prune.patterns import NM, nm_keep_mask, unstructured_keep_mask
 from prunekit.prune.sparsegpt import inverse_factor, obs_reconstruction_error, sparsegpt_prune
 
 

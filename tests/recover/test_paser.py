@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
-from prunekit.recipe.convert import from_dict
 from prunekit.recover import RecoverConfig
 from prunekit.recover.paser import (
     allocate_budget,

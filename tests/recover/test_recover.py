@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
-from prunekit.recipe.convert import from_dict
 from prunekit.recover import RecoverConfig
 from prunekit.recover.lora import attach_lora, lora_parameters, merge_lora
 from prunekit.recover.losses import divergence, recovery_loss

@@ -7,8 +7,8 @@ import signal
 import pytest
 import torch
 
+from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
-from prunekit.recipe.convert import from_dict
 from prunekit.testing import CharTokenizer, tiny_model
 from prunekit.train import TrainConfig, Trainer, TrainPlugin
 from prunekit.train.data import WindowStream, validation_windows

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from prunekit.prune.patterns import check_sparsity, num_pruned
+from prunekit.core.patterns import check_sparsity, num_pruned
 
 
 def global_threshold_masks(scores: Mapping[str, Tensor], sparsity: float) -> dict[str, Tensor]:

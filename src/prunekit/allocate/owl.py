@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from prunekit.prune.patterns import check_sparsity
+from prunekit.core.patterns import check_sparsity
 
 _BELOW_ONE = math.nextafter(1.0, 0.0)  # largest ratio < 1
 

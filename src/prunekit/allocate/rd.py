@@ -16,7 +16,7 @@ Exact fix-up: the excess E = sum_l p_l - P >= 0 weights is given back by pruning
 weights in the layer(s) where that lowers the (linearly interpolated) distortion the
 most, preferring one layer that can absorb all of E. The fixed layer's ratio is p'/N_l,
 off the grid. Result: sum_l round(r_l * N_l) == round(target * total) exactly, with
-``round`` as in ``prunekit.prune.patterns.num_pruned``.
+``round`` as in ``prunekit.core.patterns.num_pruned``.
 """
 
 import bisect
@@ -27,7 +27,7 @@ from numbers import Integral
 import torch
 from torch import Tensor
 
-from prunekit.prune.patterns import check_sparsity
+from prunekit.core.patterns import check_sparsity
 
 
 def _prepare(curves: Mapping[str, Tensor], amounts: Tensor, param_counts: Mapping[str, int]):

@@ -3,7 +3,7 @@ Frantar & Alistarh 2023, and Wanda, Sun et al. 2023)."""
 
 from collections.abc import Iterable
 
-from prunekit.prune.patterns import check_sparsity
+from prunekit.core.patterns import check_sparsity
 
 
 def uniform_ratios(layer_names: Iterable[str], sparsity: float) -> dict[str, float]:

@@ -6,9 +6,10 @@ import json
 import time
 from typing import Any
 
+from ..core.memory import PeakMemory
 from ..utils.paths import atomic_write_text, cache_dir
 from ..utils.progress import log
-from .efficiency import PeakMemory, count_parameters, decode_tokens_per_second, macs_per_token, prefill_latency
+from .efficiency import count_parameters, decode_tokens_per_second, macs_per_token, prefill_latency
 from .perplexity import PerplexityProtocol, perplexity
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .graph import split_inputs
-from .trace import iter_tensors
+from .tensors import iter_tensors
 
 
 class _FirstOutput(nn.Module):

@@ -15,13 +15,16 @@ for dims that are not channels (batch, tokens, spatial). Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from .errors import UnsupportedOperation
 from .shape_ops import align_right, cat, dim_arg, freeze_dims, permute, reshape_spaces, slicing, split_pieces, stack
-from .trace import Tracer, iter_tensors
+from .tensors import iter_tensors
+
+if TYPE_CHECKING:
+    from .trace import Tracer
 
 UNARY = set("""relu relu6 gelu silu sigmoid tanh hardswish hardsigmoid hardtanh leaky_relu elu selu celu mish
 softplus softsign tanhshrink logsigmoid softshrink hardshrink rrelu threshold dropout dropout1d dropout2d

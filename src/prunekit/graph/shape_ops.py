@@ -3,12 +3,13 @@ chunk / split, indexing. See prunekit.graph.ops for the overview."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .trace import Tracer
+if TYPE_CHECKING:
+    from .trace import Tracer
 
 
 def reshape_spaces(tracer: Tracer, x: Tensor, out_shape: torch.Size, name: str) -> list[int | None]:

@@ -26,6 +26,7 @@ from ..utils.hooks import HookSet
 from .errors import UnsupportedOperation
 from .handler import LayerHandler, handler_for
 from .space import Binding, MacTerm, Space
+from .tensors import iter_tensors
 
 Spaces = tuple  # per-dim space id or None
 
@@ -223,15 +224,3 @@ class Tracer:
 
     def total_channels(self) -> int:
         return self._total
-
-
-def iter_tensors(obj: Any):
-    """Tensors inside nested tuples, lists, dicts and ModelOutput-like objects, in order."""
-    if isinstance(obj, Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from iter_tensors(v)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            yield from iter_tensors(v)

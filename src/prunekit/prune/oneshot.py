@@ -20,7 +20,8 @@ import torch
 from ..allocate.global_threshold import global_threshold_masks, ratios_from_masks
 from ..calib.collectors import CrossMomentCollector, HessianCollector, InputNormCollector
 from ..calib.sequential import block_output, sequential_blocks
-from ..evaluate.efficiency import PeakMemory
+from ..core.memory import PeakMemory
+from ..core.patterns import NM, nm_keep_mask, unstructured_keep_mask
 from ..importance.magnitude import magnitude_scores
 from ..importance.random import random_scores
 from ..importance.wanda import wanda_scores
@@ -29,7 +30,6 @@ from ..utils.progress import track
 from .asymmetric import dense_target_map
 from .config import WeightPruneConfig
 from .layers import PrunableLayer, select_layers
-from .patterns import NM, nm_keep_mask, unstructured_keep_mask
 from .sparsegpt import inverse_factor, sparsegpt_prune
 
 MAX_LAYER_SPARSITY = 0.99  # a global threshold may empty a layer; keep 1% so the layer still carries signal

@@ -17,8 +17,8 @@ import torch
 
 from ..allocate.rd import rd_ratios
 from ..calib.sequential import capture_first_block_inputs, run_block
+from ..core.patterns import unstructured_keep_mask
 from ..utils.progress import track
-from .patterns import unstructured_keep_mask
 
 AMOUNTS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 

@@ -16,7 +16,7 @@ columns after the block are applied once per block ("lazy batch" update, one mat
 import torch
 from torch import Tensor
 
-from prunekit.prune.patterns import NM, check_sparsity, keep_mask_by_count, nm_keep_mask, num_pruned
+from prunekit.core.patterns import NM, check_sparsity, keep_mask_by_count, nm_keep_mask, num_pruned
 
 
 def _check_args(weight: Tensor, hessian: Tensor, nm: NM | None, block_size: int, damp: float,

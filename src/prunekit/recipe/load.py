@@ -6,9 +6,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from ..core.typed import from_dict
 from ..errors import ConfigError
-from .convert import from_dict
-from .schema import CalibrationConfig, EvaluationConfig, Recipe, parse_variant, validate_names
+from .schema import CalibrationConfig, EvaluationConfig, Recipe, validate_names
+from .stages import parse_variant
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -52,24 +52,11 @@ class EvaluationConfig:
 
 
 @dataclass
-class Stage:
-    """One resolved stage: its kind (prune, save, ...) and its validated options object."""
-
-    kind: str
-    options: Any
-
-    def to_dict(self) -> dict:
-        from .convert import to_dict
-
-        return {self.kind: to_dict(self.options)}
-
-
-@dataclass
 class Variant:
     """A named pipeline of stages applied to a fresh copy of the dense model."""
 
     name: str
-    stages: list[Stage]
+    stages: list[Any]  # prunekit.recipe.stages.Stage
 
     def to_dict(self) -> dict:
         return {"name": self.name, "stages": [s.to_dict() for s in self.stages]}
@@ -85,30 +72,13 @@ class Recipe:
     variants: list[Variant] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        from .convert import to_dict
+        from ..core.typed import to_dict
 
         return {
             "name": self.name, "model": self.model, "output": self.output,
             "calibration": to_dict(self.calibration), "evaluation": to_dict(self.evaluation),
             "variants": [v.to_dict() for v in self.variants],
         }
-
-
-def parse_variant(data: Any, where: str) -> Variant:
-    from .stages import parse_stage
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"'{where}' must be a mapping with 'name' and 'stages', got {data!r}")
-    unknown = set(data) - {"name", "stages"}
-    if unknown:
-        raise ConfigError(f"Unknown key '{sorted(unknown)[0]}' in '{where}'. Valid keys: name, stages.")
-    name = data.get("name")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(f"'{where}.name' must be a non-empty name without '/', got {name!r}")
-    stages = data.get("stages") or []
-    if not isinstance(stages, list):
-        raise ConfigError(f"'{where}.stages' must be a list, got {stages!r}")
-    return Variant(name, [parse_stage(s, f"{where}.stages[{i}]") for i, s in enumerate(stages)])
 
 
 def validate_names(recipe: Recipe) -> None:

@@ -5,12 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.typed import from_dict
 from ..errors import ConfigError, unknown_name
 from ..registry import Registry
-from .convert import from_dict
-from .schema import Stage
+from .schema import Variant
 
 STAGES = Registry("stage")
+
+
+@dataclass
+class Stage:
+    """One resolved stage: its kind (prune, save, ...) and its validated options object."""
+
+    kind: str
+    options: Any
+
+    def to_dict(self) -> dict:
+        from ..core.typed import to_dict
+
+        return {self.kind: to_dict(self.options)}
 
 
 @dataclass
@@ -28,7 +41,7 @@ class PruneOptions:
     config: Any
 
     def to_dict(self) -> dict:
-        from .convert import to_dict
+        from ..core.typed import to_dict
 
         return {"method": self.method, **to_dict(self.config)}
 
@@ -97,3 +110,18 @@ def parse_stage(data: Any, where: str) -> Stage:
     if kind not in STAGES:
         raise unknown_name("stage", kind, STAGES.names(), where)
     return Stage(kind, STAGES.load(kind)(options, f"{where}.{kind}"))
+
+
+def parse_variant(data: Any, where: str) -> Variant:
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{where}' must be a mapping with 'name' and 'stages', got {data!r}")
+    unknown = set(data) - {"name", "stages"}
+    if unknown:
+        raise ConfigError(f"Unknown key '{sorted(unknown)[0]}' in '{where}'. Valid keys: name, stages.")
+    name = data.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"'{where}.name' must be a non-empty name without '/', got {name!r}")
+    stages = data.get("stages") or []
+    if not isinstance(stages, list):
+        raise ConfigError(f"'{where}.stages' must be a list, got {stages!r}")
+    return Variant(name, [parse_stage(s, f"{where}.stages[{i}]") for i, s in enumerate(stages)])

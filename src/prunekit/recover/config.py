@@ -8,9 +8,10 @@ from typing import Literal
 from ..errors import ConfigError
 from ..prune.config import DEFAULT_EXCLUDE, check_regexes
 from ..train.config import TrainConfig, check_ranges
-from .losses import LOSSES
 
 METHODS = ("lora", "full")
+DIVERGENCES = ("fkl", "rkl", "jsd")
+LOSSES = ("ce",) + DIVERGENCES
 REPORT_CORPORA = ["wiki", "news", "shakespeare"]
 SELECTORS = ("all", "random", "paser")
 

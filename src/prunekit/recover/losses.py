@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-DIVERGENCES = ("fkl", "rkl", "jsd")
-LOSSES = ("ce",) + DIVERGENCES
+from .config import DIVERGENCES
 
 
 def next_token_loss(logits: Tensor, ids: Tensor) -> Tensor:

@@ -67,7 +67,7 @@ def recover(loaded: Any, config: RecoverConfig, *, teacher: Any = None, checkpoi
     `teacher` (the dense model, a LoadedModel or nn.Module with the same vocabulary) is needed for the
     distillation losses. `checkpoint`: a file for resumable checkpoints (an interrupted run continues there).
     """
-    from ..evaluate.efficiency import PeakMemory
+    from ..core.memory import PeakMemory
     from ..train import Trainer
     from ..train.data import validation_windows
     from .selection import build_stream

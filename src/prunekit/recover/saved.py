@@ -46,10 +46,10 @@ def recover_saved(folder: str | Path, output: str | Path | None = None, *, teach
                   options: dict[str, Any] | None = None, overwrite: bool = False) -> dict:
     """Recover the model in `folder` with RecoverConfig `options`; write OUTPUT/model (the healed model),
     report.json, report.md and recovery.png. Returns the report."""
+    from ..core.typed import from_dict, to_dict
     from ..evaluate.report import plot_recovery, recovery_sections
     from ..io import save_model
     from ..models import load, validate_spec
-    from ..recipe.convert import from_dict, to_dict
     from ..utils.paths import atomic_directory, atomic_write_text, cache_dir
     from .config import RecoverConfig
     from .run import recover

@@ -18,8 +18,8 @@ import dataclasses
 import typing
 from typing import Any
 
+from ..core.typed import coerce
 from ..errors import ConfigError
-from ..recipe.convert import coerce
 from ..registry import Registry
 
 PRESSES = Registry("press")

@@ -9,12 +9,12 @@ import json
 import pytest
 import torch
 
+from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
 from prunekit.graph import DependencyGraph
 from prunekit.graph.plan import apply_plan, default_inputs
-from prunekit.prune.incremental import IncrementalPruneConfig, prune_incremental, update_block_sparsity
 from prunekit.prune.llm_structured import non_embedding_params
-from prunekit.recipe.convert import from_dict
+from prunekit.recover.incremental import IncrementalPruneConfig, prune_incremental, update_block_sparsity
 from prunekit.testing import CharTokenizer, tiny_loaded
 
 torch.set_num_threads(1)

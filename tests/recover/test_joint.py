@@ -11,10 +11,12 @@ import sys
 import pytest
 import torch
 
+from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
 from prunekit.io.save import save_model
 from prunekit.models import load
-from prunekit.prune.joint import (
+from prunekit.prune.llm_structured import non_embedding_params
+from prunekit.recover.joint import (
     JointPruneConfig,
     budget_penalty,
     build_gates,
@@ -25,8 +27,6 @@ from prunekit.prune.joint import (
     ramp_target,
     select_units,
 )
-from prunekit.prune.llm_structured import non_embedding_params
-from prunekit.recipe.convert import from_dict
 from prunekit.testing import CharTokenizer, tiny_loaded
 from prunekit.utils.hooks import HookSet
 
@@ -205,7 +205,7 @@ def test_bad_options_raise_config_errors_naming_them():
 
 
 def test_the_config_module_imports_without_torch():
-    code = "import sys, prunekit.methods, prunekit.prune.joint; assert 'torch' not in sys.modules"
+    code = "import sys, prunekit.methods, prunekit.recover.joint; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
@@ -233,7 +233,7 @@ def test_recipe_prune_stage_runs_saves_and_reloads(tiny_llama_dir, corpus, tmp_p
 
 def test_an_interrupted_run_resumes_to_the_same_model(corpus, tmp_path, monkeypatch):
     """The checkpoint carries the adapters, the logits, both optimizer groups and the multiplier."""
-    from prunekit.prune import joint
+    from prunekit.recover import joint
 
     config = JointPruneConfig(ratio=0.3, penalty="lagrangian", train=train_options(corpus, steps=6))
     x = ids(seed=4, vocab=256)

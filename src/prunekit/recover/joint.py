@@ -93,8 +93,8 @@ class JointPruneConfig:
     @property
     def recovery(self) -> Any:
         """The LoRA training options as a prunekit.recover.RecoverConfig (method lora, no perplexity report)."""
-        from ..recipe.convert import from_dict
-        from ..recover.config import RecoverConfig
+        from ..core.typed import from_dict
+        from .config import RecoverConfig
 
         return from_dict(RecoverConfig, {**self.train, "method": "lora", "report_windows": 0}, "train")
 
@@ -226,8 +226,8 @@ def build_gates(loaded: Any, config: JointPruneConfig) -> tuple[Any, list, dict,
     from ..graph import DependencyGraph
     from ..graph.allocate import candidates
     from ..graph.plan import default_inputs
-    from .llm_structured import non_embedding_params, output_slice
-    from .structured import classify_groups
+    from ..prune.llm_structured import non_embedding_params, output_slice
+    from ..prune.structured import classify_groups
 
     model, adapter = loaded.model, getattr(loaded, "adapter", None)
     if adapter is None:
@@ -262,7 +262,7 @@ def item_costs(graph: Any, cands: list) -> list[int]:
 def select_units(graph: Any, groups: list, scores: dict, budget: float, max_layer_ratio: float) -> tuple:
     """({group: positions} removing `budget` parameters, weakest score first; candidates; item costs)."""
     from ..graph.allocate import candidates
-    from .llm_structured import fill
+    from ..prune.llm_structured import fill
 
     cands = candidates(groups, scores, max_layer_ratio, 1)
     costs = item_costs(graph, cands)
@@ -279,10 +279,10 @@ def train_gated(loaded: Any, gates: UnitGates, config: JointPruneConfig, train: 
     """Train the LoRA adapters (already attached) and the gate logits together; returns the TrainResult."""
     import torch
 
-    from ..recover.lora import lora_parameters
-    from ..recover.losses import next_token_loss, recovery_loss
     from ..train import Trainer
     from ..train.data import WindowStream, validation_windows
+    from .lora import lora_parameters
+    from .losses import next_token_loss, recovery_loss
 
     model = loaded.model
     stream = WindowStream(loaded.tokenizer, train.corpus, train.seq_len, weights=train.weights, seed=train.seed)
@@ -322,10 +322,10 @@ def prune_joint(loaded: Any, config: JointPruneConfig, ctx: Any = None, *, metho
     teacher: the dense model for a distillation loss (default: the run's dense model, ctx.dense). checkpoint: a
     file for resumable training checkpoints (an interrupted run continues there)."""
     from ..graph.plan import group_shapes, plan_entries
-    from ..recover.lora import attach_lora, merge_lora, remove_lora
-    from ..recover.run import check_teacher, target_modules
     from ..utils.hooks import HookSet
     from ..utils.progress import log
+    from .lora import attach_lora, merge_lora, remove_lora
+    from .run import check_teacher, target_modules
 
     model = loaded.model
     train = config.recovery

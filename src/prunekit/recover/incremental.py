@@ -95,8 +95,8 @@ class IncrementalPruneConfig:
         """The RecoverConfig of cycle `cycle` (0-based: seed + cycle), or None when tokens is 0."""
         if not self.tokens and not validate:
             return None
-        from ..recipe.convert import from_dict
-        from ..recover.config import RecoverConfig
+        from ..core.typed import from_dict
+        from .config import RecoverConfig
 
         base = from_dict(RecoverConfig, {"report_windows": 0, **self.recover, "tokens": max(self.tokens, 1)},
                          "recover")
@@ -122,8 +122,8 @@ def prune_incremental(loaded: Any, config: IncrementalPruneConfig, ctx: Any = No
     import torch
 
     from ..allocate.block_importance import block_angular_importance
-    from ..recover.run import recover
-    from .llm_structured import non_embedding_params
+    from ..prune.llm_structured import non_embedding_params
+    from .run import recover
 
     windows, teacher = check_inputs(loaded, config, ctx, windows, teacher)
     model, blocks = loaded.model, list(loaded.adapter.blocks())
@@ -182,7 +182,7 @@ def final_report(loaded: Any, config: IncrementalPruneConfig, state: dict, cycle
     """The method report: per group (original units, left, the block's s_l), the plan against the original
     model, every cycle, totals."""
     from ..graph.plan import plan_entries
-    from .llm_structured import non_embedding_params
+    from ..prune.llm_structured import non_embedding_params
 
     model, n0, kinds0 = loaded.model, state["n0"], state["kinds0"]
     removed = {name: sorted(set(range(size)) - set(state["alive"][name])) for name, (size, _b) in
@@ -212,7 +212,7 @@ def prune_step(loaded: Any, config: IncrementalPruneConfig, windows: Any, state:
     from ..graph import DependencyGraph
     from ..graph.allocate import candidates
     from ..graph.plan import default_inputs
-    from .structured import classify_groups, score_groups
+    from ..prune.structured import classify_groups, score_groups
 
     model, adapter = loaded.model, loaded.adapter
     graph = DependencyGraph.build(model, default_inputs(model), head_mode=config.head_mode)
@@ -266,7 +266,7 @@ def select(cands: list, costs: list, block_of: list, original: list, s: Any, blo
        step's budget);
     3. the weakest items anywhere (score over the group mean) make up `budget`, then one more item if that
        brings the total nearer to it (so the step lands within one unit of it)."""
-    from .llm_structured import fill
+    from ..prune.llm_structured import fill
 
     chosen: list[set[int]] = [set() for _ in cands]
     spent = {b: 0.0 for b in set(block_of)}

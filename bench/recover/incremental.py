@@ -86,7 +86,7 @@ def setup(args: argparse.Namespace):
 def run_variant(variant: str, dense, perplexities, ctx, args, opts: dict, per_cycle: int) -> dict:
     """Prune and train one variant; returns its result row."""
     from prunekit.core.typed import from_dict
-    from prunekit.prune.llm_structured import non_embedding_params
+    from prunekit.prune.unit_allocation import non_embedding_params
     from prunekit.recover import RecoverConfig
     from prunekit.recover.incremental import IncrementalPruneConfig, prune_incremental
     from prunekit.recover.run import recover

@@ -70,7 +70,7 @@ def train_options(args: argparse.Namespace, corpus: str) -> dict:
 
 
 def removed_ratio(dense, loaded) -> float:
-    from prunekit.prune.llm_structured import non_embedding_params
+    from prunekit.prune.unit_allocation import non_embedding_params
 
     return 1.0 - non_embedding_params(loaded) / non_embedding_params(dense)
 

@@ -29,7 +29,8 @@ from prunekit.evaluate.perplexity import perplexity_of_windows
 from prunekit.io.save import save_model
 from prunekit.models import load
 from prunekit.prune.depth import DepthPruneConfig, prune_depth
-from prunekit.prune.llm_structured import LLMStructuredConfig, non_embedding_params, prune_llm_structured
+from prunekit.prune.llm_structured import LLMStructuredConfig, prune_llm_structured
+from prunekit.prune.unit_allocation import non_embedding_params
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"

@@ -5,9 +5,10 @@ import torch
 
 from prunekit.errors import ConfigError
 from prunekit.importance.cfsp import activation_norm_scores, cfsp_scores, relative_importance
-from prunekit.prune.llm_structured import LLMStructuredConfig, non_embedding_params, prune_llm_structured
+from prunekit.prune.llm_structured import LLMStructuredConfig, prune_llm_structured
 from prunekit.prune.refit import reconstruction_error
 from prunekit.prune.scale_tuning import tune_scales
+from prunekit.prune.unit_allocation import non_embedding_params
 from prunekit.testing import tiny_loaded
 
 torch.set_num_threads(1)

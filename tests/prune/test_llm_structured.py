@@ -12,8 +12,9 @@ from prunekit.importance.glu_width import maw_scores, pon_scores, vow_scores
 from prunekit.io.save import save_model
 from prunekit.models import load
 from prunekit.pipeline import RunContext
-from prunekit.prune.llm_structured import LLMStructuredConfig, non_embedding_params, prune_llm_structured
+from prunekit.prune.llm_structured import LLMStructuredConfig, prune_llm_structured
 from prunekit.prune.refit import reconstruction_error, refit_columns
+from prunekit.prune.unit_allocation import non_embedding_params
 from prunekit.recipe import parse_recipe
 from prunekit.testing import CharTokenizer, tiny_loaded, tiny_model
 

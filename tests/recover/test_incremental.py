@@ -13,7 +13,7 @@ from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
 from prunekit.graph import DependencyGraph
 from prunekit.graph.plan import apply_plan, default_inputs
-from prunekit.prune.llm_structured import non_embedding_params
+from prunekit.prune.unit_allocation import non_embedding_params
 from prunekit.recover.incremental import IncrementalPruneConfig, prune_incremental, update_block_sparsity
 from prunekit.testing import CharTokenizer, tiny_loaded
 

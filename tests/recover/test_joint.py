@@ -15,7 +15,7 @@ from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
 from prunekit.io.save import save_model
 from prunekit.models import load
-from prunekit.prune.llm_structured import non_embedding_params
+from prunekit.prune.unit_allocation import non_embedding_params
 from prunekit.recover.joint import (
     JointPruneConfig,
     budget_penalty,

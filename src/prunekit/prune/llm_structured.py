@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from .unit_allocation import allocate_units
 
 CRITERIA = ("flap", "maw", "vow", "pon", "cfsp", "act-norm", "l2")
 GLU_ONLY = ("maw", "vow", "pon", "cfsp", "act-norm")
@@ -99,117 +100,71 @@ def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, ctx: Any = No
     windows: (samples, seq_len) calibration token ids (default: the run's calibration windows)."""
     import torch
 
-    from ..allocate.block_importance import block_angular_importance, keep_ratios
-    from ..graph import DependencyGraph
-    from ..graph.allocate import candidates
-    from ..graph.plan import default_inputs, group_shapes, plan_entries
-    from .structured import classify_groups
+    from ..graph.plan import group_shapes, plan_entries
 
     model, adapter = loaded.model, getattr(loaded, "adapter", None)
     if adapter is None:
         raise ConfigError(f"{type(model).__name__} is not a supported transformer (no adapter).")
+    graph, kinds, groups, outputs = prunable_groups(model, adapter, config)
+    windows, stats = calibration_statistics(loaded, config, ctx, windows, outputs)
+    scores = group_scores(graph, groups, kinds, outputs, stats, config.criterion)
+    params_before = sum(p.numel() for p in model.parameters())
+    alloc = allocate_units(loaded, graph, groups, scores, config, windows)
+    updates = recovery_updates(graph, groups, outputs, alloc.selection, stats, config)
+    plan = plan_entries(graph, alloc.selection, kinds)
+    with torch.no_grad():
+        views = {name: weight for name, weight, _pos in outputs.values()}  # (out, in) views of the weights
+        for name, (weight, _bias) in updates.items():
+            if weight is not None:
+                views[name].copy_(weight)
+        graph.prune(alloc.selection)
+    adapter.sync_config()
+    shapes = group_shapes(graph)
+    bias_shapes, carried = add_biases(model, {n: b for n, (_w, b) in updates.items() if b is not None})
+    adapter.sync_config()
+    report = {
+        "layers": alloc.layers(kinds, shapes, config.ratio), "plan": plan, "criterion": config.criterion,
+        "allocation": config.allocation, "params_before": params_before,
+        "params_after": sum(p.numel() for p in model.parameters()), "non_embedding_params": alloc.nonembed,
+        "requested": config.ratio, "achieved": alloc.achieved, "requested_sparsity": config.ratio,
+        "actual_sparsity": alloc.achieved, "bias_compensation": config.bias_compensation, "refit": config.refit,
+        "scale_tuning": config.scale_tuning, "bias_carried": carried, "shapes": bias_shapes,
+    }
+    if alloc.importance is not None:
+        report["block_importance"] = [float(v) for v in alloc.importance]
+        report["block_ratios"] = [float(v) for v in alloc.block_ratio]
+    return report
+
+
+def prunable_groups(model: Any, adapter: Any, config: LLMStructuredConfig) -> tuple[Any, dict, list, dict]:
+    """(dependency graph, {group: kind}, the groups in scope, {group: output_slice})."""
+    from ..graph import DependencyGraph
+    from ..graph.plan import default_inputs
+    from .structured import classify_groups
+
     graph = DependencyGraph.build(model, default_inputs(model), head_mode=config.head_mode)
     kinds = classify_groups(graph, adapter)
     scope = config.resolved_scope
     groups = [g for g in graph.groups if kinds[g.name] in scope and g.size > 1]
     if not groups:
         raise ConfigError(f"No prunable groups of kinds {scope} in {type(model).__name__}.")
-    outputs = {g.name: output_slice(graph, g) for g in groups}
+    return graph, kinds, groups, {g.name: output_slice(graph, g) for g in groups}
+
+
+def calibration_statistics(loaded: Any, config: LLMStructuredConfig, ctx: Any, windows: Any,
+                           outputs: dict) -> tuple[Any, dict]:
+    """(calibration windows or None, {output layer: (fluctuation, Hessian or None)}) as the options need them."""
     gram = config.refit or config.scale_tuning
-    needs_data = (config.criterion in NEEDS_ACTIVATIONS or config.bias_compensation or gram
-                  or config.allocation == "angular")
-    if needs_data and windows is None:
+    activations = config.criterion in NEEDS_ACTIVATIONS or config.bias_compensation or gram
+    if (activations or config.allocation == "angular") and windows is None:
         if ctx is None or loaded.tokenizer is None:
             raise ConfigError(f"criterion '{config.criterion}' with these options needs calibration data: run it "
                               f"from a recipe or pass windows=.")
         windows = ctx.calibration(loaded.tokenizer)
-    stats = {}
-    if config.criterion in NEEDS_ACTIVATIONS or config.bias_compensation or gram:
-        layers = {name: model.get_submodule(name) for name, _td, _pos in outputs.values()}
-        stats = collect_input_stats(model, layers, windows, config.batch_size, gram=gram)
-
-    scores = group_scores(graph, groups, kinds, outputs, stats, config.criterion)
-    blocks = adapter.blocks()
-    names = {id(m): n for n, m in model.named_modules()}
-    prefixes = [names[id(b)] + "." for b in blocks]
-    block_of = {g.name: next((i for i, p in enumerate(prefixes) if all(m.startswith(p) for m in g.modules)), -1)
-                for g in groups}
-    cands = candidates(groups, scores, config.max_layer_ratio, 1)
-    before = graph.estimate({})["params"]
-    costs = [before - graph.estimate({c.group.name: c.items[0]})["params"] for c in cands]
-    items = sorted((float(scores[c.group.name][item].mean()), ci, k)
-                   for ci, c in enumerate(cands) for k, item in enumerate(c.items))
-    params_before = sum(p.numel() for p in model.parameters())
-    nonembed = non_embedding_params(loaded)
-    budget = config.ratio * nonembed
-    chosen: list[set[int]] = [set() for _ in cands]
-    caps = [c.cap for c in cands]
-    block_params = torch.tensor([float(sum(p.numel() for p in b.parameters())) for b in blocks])
-    block_ratio = None
-    importance = None
-    if config.allocation != "global":
-        share = budget / float(block_params.sum())
-        if config.allocation == "uniform":
-            block_ratio = torch.full((len(blocks),), share, dtype=torch.float64)
-        else:
-            importance = block_angular_importance(model, blocks, windows, config.batch_size)
-            keep = keep_ratios(importance, 1.0 - share, block_params, low=config.min_keep)
-            block_ratio = 1.0 - keep.double()
-        for b in range(len(blocks)):
-            mine = [it for it in items if block_of[cands[it[1]].group.name] == b]
-            fill(mine, costs, caps, chosen, float(block_ratio[b] * block_params[b]), 0.0)
-    removed = sum(len(chosen[ci]) * costs[ci] for ci in range(len(cands)))
-    fill(items, costs, caps, chosen, budget, removed)  # global; for per-block allocations: the shortfall
-    selection = {c.group.name: sorted(p for k in chosen[ci] for p in c.items[k]) for ci, c in enumerate(cands)}
-    selection = {k: v for k, v in selection.items() if v}
-    achieved = (before - graph.estimate(selection)["params"]) / nonembed
-
-    updates = recovery_updates(graph, groups, outputs, selection, stats, config)
-    plan = plan_entries(graph, selection, kinds)
-    with torch.no_grad():
-        views = {name: weight for name, weight, _pos in outputs.values()}  # (out, in) views of the weights
-        for name, (weight, _bias) in updates.items():
-            if weight is not None:
-                views[name].copy_(weight)
-        graph.prune(selection)
-    adapter.sync_config()
-    shapes = group_shapes(graph)
-    bias_shapes, carried = add_biases(model, {n: b for n, (_w, b) in updates.items() if b is not None})
-    adapter.sync_config()
-
-    layers = {}
-    for ci, c in enumerate(cands):
-        g = c.group
-        gone = len(selection.get(g.name, []))
-        b = block_of[g.name]
-        requested = config.ratio if block_ratio is None or b < 0 else float(block_ratio[b])
-        layers[g.name] = {"kind": kinds[g.name], "before": g.size, "after": g.size - gone, "requested": requested,
-                          "actual": gone / g.size, "params": len(c.items) * costs[ci], "shapes": shapes[g.name]}
-    report = {
-        "layers": layers, "plan": plan, "criterion": config.criterion, "allocation": config.allocation,
-        "params_before": params_before, "params_after": sum(p.numel() for p in model.parameters()),
-        "non_embedding_params": nonembed, "requested": config.ratio, "achieved": achieved,
-        "requested_sparsity": config.ratio, "actual_sparsity": achieved,
-        "bias_compensation": config.bias_compensation, "refit": config.refit,
-        "scale_tuning": config.scale_tuning, "bias_carried": carried,
-        "shapes": bias_shapes,
-    }
-    if importance is not None:
-        report["block_importance"] = [float(v) for v in importance]
-        report["block_ratios"] = [float(v) for v in block_ratio]
-    return report
-
-
-def fill(items: list, costs: list, caps: list, chosen: list, budget: float, removed: float) -> float:
-    """Take items (score, group, item) weakest first while that brings the removed parameters closer to
-    `budget` (skipping items that would overshoot it); respects each group's cap. Returns the total."""
-    for _score, ci, k in items:
-        if k in chosen[ci] or len(chosen[ci]) >= caps[ci]:
-            continue
-        if removed + costs[ci] / 2 < budget:
-            chosen[ci].add(k)
-            removed += costs[ci]
-    return removed
+    if not activations:
+        return windows, {}
+    layers = {name: loaded.model.get_submodule(name) for name, _w, _pos in outputs.values()}
+    return windows, collect_input_stats(loaded.model, layers, windows, config.batch_size, gram=gram)
 
 
 def output_slice(graph: Any, group: Any) -> tuple[str, Any, Any]:
@@ -384,13 +339,3 @@ def add_biases(model: Any, deltas: dict) -> tuple[dict, bool]:
             module = model.get_submodule(name)
             module.bias.add_(delta.to(module.bias.dtype))
     return created, not missing
-
-
-def non_embedding_params(loaded: Any) -> int:
-    """Parameters outside the token embeddings and the LM head (tied tensors counted once)."""
-    model, adapter = loaded.model, loaded.adapter
-    skip = {id(p) for m in adapter.embeddings() for p in m.parameters()}
-    head = adapter.head()
-    if head is not None:
-        skip |= {id(p) for p in head.parameters()}
-    return sum(p.numel() for p in model.parameters() if id(p) not in skip)

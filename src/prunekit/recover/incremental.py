@@ -122,7 +122,7 @@ def prune_incremental(loaded: Any, config: IncrementalPruneConfig, ctx: Any = No
     import torch
 
     from ..allocate.block_importance import block_angular_importance
-    from ..prune.llm_structured import non_embedding_params
+    from ..prune.unit_allocation import non_embedding_params
     from .run import recover
 
     windows, teacher = check_inputs(loaded, config, ctx, windows, teacher)
@@ -182,7 +182,7 @@ def final_report(loaded: Any, config: IncrementalPruneConfig, state: dict, cycle
     """The method report: per group (original units, left, the block's s_l), the plan against the original
     model, every cycle, totals."""
     from ..graph.plan import plan_entries
-    from ..prune.llm_structured import non_embedding_params
+    from ..prune.unit_allocation import non_embedding_params
 
     model, n0, kinds0 = loaded.model, state["n0"], state["kinds0"]
     removed = {name: sorted(set(range(size)) - set(state["alive"][name])) for name, (size, _b) in
@@ -266,7 +266,7 @@ def select(cands: list, costs: list, block_of: list, original: list, s: Any, blo
        step's budget);
     3. the weakest items anywhere (score over the group mean) make up `budget`, then one more item if that
        brings the total nearer to it (so the step lands within one unit of it)."""
-    from ..prune.llm_structured import fill
+    from ..prune.unit_allocation import fill
 
     chosen: list[set[int]] = [set() for _ in cands]
     spent = {b: 0.0 for b in set(block_of)}

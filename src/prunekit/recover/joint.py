@@ -226,8 +226,9 @@ def build_gates(loaded: Any, config: JointPruneConfig) -> tuple[Any, list, dict,
     from ..graph import DependencyGraph
     from ..graph.allocate import candidates
     from ..graph.plan import default_inputs
-    from ..prune.llm_structured import non_embedding_params, output_slice
+    from ..prune.llm_structured import output_slice
     from ..prune.structured import classify_groups
+    from ..prune.unit_allocation import non_embedding_params
 
     model, adapter = loaded.model, getattr(loaded, "adapter", None)
     if adapter is None:
@@ -262,7 +263,7 @@ def item_costs(graph: Any, cands: list) -> list[int]:
 def select_units(graph: Any, groups: list, scores: dict, budget: float, max_layer_ratio: float) -> tuple:
     """({group: positions} removing `budget` parameters, weakest score first; candidates; item costs)."""
     from ..graph.allocate import candidates
-    from ..prune.llm_structured import fill
+    from ..prune.unit_allocation import fill
 
     cands = candidates(groups, scores, max_layer_ratio, 1)
     costs = item_costs(graph, cands)

@@ -42,3 +42,12 @@ def test_the_check_catches_an_upward_import_and_a_circle(tmp_path):
     assert layer_violations(edges, [["low"], ["high"]], "pkg") == ["pkg.low.a (layer 0) imports pkg.high.b (layer 1)"]
     assert cycles(edges) == [["pkg.high.b", "pkg.low.a"]]
     assert edges["pkg.low.typed"] == set()  # type-checking imports never run
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    import ast
+
+    long = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in sorted(ROOT.rglob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60]
+    assert long == []

@@ -95,11 +95,30 @@ class DependencyGraph:
     def _build(self, trace: TraceResult) -> None:
         spaces = trace.spaces
         total = sum(s.size for s in spaces)
-        offsets = [s.offset for s in spaces]
+        src, dst, first, reps = self._channel_edges(trace)
+        src_t = torch.cat(src) if src else torch.empty(0, dtype=torch.long)
+        dst_t = torch.cat(dst) if dst else torch.empty(0, dtype=torch.long)
+        labels = connected_components(total, src_t, dst_t)  # (total,) root channel of each channel
+        frozen = torch.zeros(total, dtype=torch.bool)
+        for s in spaces:
+            if s.frozen:
+                frozen[labels[s.offset:s.offset + s.size]] = True
+        unit_of_label = self._make_groups(spaces, labels, frozen, src_t, dst_t)
+        unit_of_channel = unit_of_label[labels]  # (total,)
+        self.port_units = dict(zip(first, gather_per_slice(unit_of_channel, list(first.values())), strict=True))
+        no_channel = torch.cat([unit_of_channel, unit_of_channel.new_full((1,), -1)])  # index -1 -> unit -1
+        units = gather_per_slice(no_channel, [reps[k] for k in self._tensors])
+        self.tensor_dims = [TensorDim(t, d, u, []) for (t, d), u in zip(self._tensors.values(), units, strict=True)]
+        self._attach_modules(unit_of_channel, trace, spaces)
+
+    def _channel_edges(self, trace: TraceResult) -> tuple[list, list, dict, dict]:
+        """(source and destination channel lists of the coupling edges, {(module, port): global channel per port
+        index}, {(tensor id, dim): global channel per tensor index}); fills self._tensors."""
+        offsets = [s.offset for s in trace.spaces]
         src = [e[0] for e in trace.edges]
         dst = [e[1] for e in trace.edges]
-        first: dict[tuple[str, str], Tensor] = {}  # (module, port) -> global channel per port index
-        reps: dict[tuple[int, int], Tensor] = {}  # (tensor id, dim) -> global channel per tensor index
+        first: dict[tuple[str, str], Tensor] = {}
+        reps: dict[tuple[int, int], Tensor] = {}
         self._tensors: dict[tuple[int, int], tuple[Tensor, int]] = {}
         for b in trace.bindings:
             channels = b.index + offsets[b.space]
@@ -129,14 +148,12 @@ class DependencyGraph:
                     rep = torch.where(reps[tkey] >= 0, reps[tkey], rep)
                 reps[tkey] = rep
                 self._tensors[tkey] = (tensor, dim)
-        src_t = torch.cat(src) if src else torch.empty(0, dtype=torch.long)
-        dst_t = torch.cat(dst) if dst else torch.empty(0, dtype=torch.long)
-        labels = connected_components(total, src_t, dst_t)  # (total,) root channel of each channel
-        frozen = torch.zeros(total, dtype=torch.bool)
-        for s in spaces:
-            if s.frozen:
-                frozen[labels[s.offset:s.offset + s.size]] = True
-        # groups: connected sets of spaces
+        return src, dst, first, reps
+
+    def _make_groups(self, spaces: list, labels: Tensor, frozen: Tensor, src_t: Tensor, dst_t: Tensor) -> Tensor:
+        """Groups = connected sets of spaces; each unfrozen channel label becomes a unit. Sets self.groups and
+        self.num_units; returns the unit of each label (total + 1,), -1 for none."""
+        total = labels.numel()
         space_of = torch.repeat_interleave(torch.arange(len(spaces)), torch.tensor([s.size for s in spaces]))
         space_labels = connected_components(len(spaces), space_of[src_t], space_of[dst_t]) if spaces else None
         unit_of_label = torch.full((total + 1,), -1, dtype=torch.long)
@@ -159,12 +176,7 @@ class DependencyGraph:
             kind = "heads" if any(spaces[i].tag == "heads" for i in ids) else "channels"
             self.groups.append(Group(spaces[named].key, kind, units, [], None, self))
         self.num_units = next_unit
-        unit_of_channel = unit_of_label[labels]  # (total,)
-        self.port_units = dict(zip(first, gather_per_slice(unit_of_channel, list(first.values())), strict=True))
-        no_channel = torch.cat([unit_of_channel, unit_of_channel.new_full((1,), -1)])  # index -1 -> unit -1
-        units = gather_per_slice(no_channel, [reps[k] for k in self._tensors])
-        self.tensor_dims = [TensorDim(t, d, u, []) for (t, d), u in zip(self._tensors.values(), units, strict=True)]
-        self._attach_modules(unit_of_channel, trace, spaces)
+        return unit_of_label
 
     def _attach_modules(self, unit_of_channel: Tensor, trace: TraceResult, spaces: list) -> None:
         group_of_unit = torch.full((self.num_units,), -1, dtype=torch.long)

@@ -101,18 +101,12 @@ def sparsegpt_prune(
 ) -> tuple[Tensor, Tensor]:
     """Prune ``weight`` (out, in) with SparseGPT; return ``(new_weight, keep_mask)``.
 
-    Args:
-        weight: (out, in) Linear weight; not modified. ``new_weight`` has its dtype/device.
-        hessian: (in, in) H = (2/N) X^T X from ``HessianCollector``; not modified.
-        sparsity: fraction in [0, 1) to prune (unstructured). Ignored when ``nm`` is given.
-        nm: N:M pattern along the input dim; the n kept per group of m are chosen at the
-            start of each group from the current (already updated) weights.
-        block_size: columns per lazy-update block (a multiple of ``nm.m`` for N:M).
-        damp: lambda = damp * mean(diag H) added to diag H.
-        per_row: unstructured only; prune the same count in every output row.
-        dtype: compute dtype, float32 (default) or float64.
-        factor: ``inverse_factor(hessian, damp, dtype)`` when already computed (shared by layers that
-            read the same input); computed here otherwise.
+    weight (out, in) and hessian (in, in) H = (2/N) X^T X are not modified; ``new_weight`` has weight's dtype and
+    device. sparsity: fraction in [0, 1) to prune (unstructured; ignored with ``nm``). nm: N:M pattern along the
+    input dim, the n kept per group of m chosen at the start of each group from the updated weights. block_size:
+    columns per lazy-update block (a multiple of ``nm.m``). damp: lambda = damp * mean(diag H) added to diag H.
+    per_row: unstructured only, the same count in every output row. dtype: float32 (default) or float64.
+    factor: ``inverse_factor(hessian, damp, dtype)`` when already computed (shared by layers reading one input).
 
     Exactness: ``keep_mask`` has exactly ``round(sparsity * out * in)`` False entries
     (``round(sparsity * in)`` per row with ``per_row``), or exactly ``n`` True per group of
@@ -145,20 +139,27 @@ def sparsegpt_prune(
             keep1 = _block_keep_mask(W1.square() / d.square(), sparsity, i1, i2, per_row)  # (out, B)
         else:
             keep1 = torch.ones(W1.shape, dtype=torch.bool, device=W.device)
-        for i in range(i2 - i1):
-            if nm is not None and i % nm.m == 0:
-                group = slice(i, i + nm.m)
-                keep1[:, group] = nm_keep_mask(W1[:, group].square() / d[group].square(), nm)
-            w = W1[:, i]  # (out,)
-            q = w * keep1[:, i]  # (out,) pruned entries set to 0
-            err = (w - q) / d[i]  # (out,)
-            W1[:, i + 1:].addr_(err, U1[i, i + 1:], alpha=-1.0)  # OBS update of later block columns
-            W1[:, i] = q
-            err1[:, i] = err
+        _prune_columns(W1, U1, d, keep1, err1, nm)
         W[:, i1:i2] = W1
         W[:, i2:].addmm_(err1, U[i1:i2, i2:], alpha=-1.0)  # lazy batch update of later columns
         keep[:, i1:i2] = keep1
     return W.to(dtype=weight.dtype), keep
+
+
+def _prune_columns(W1: Tensor, U1: Tensor, d: Tensor, keep1: Tensor, err1: Tensor, nm: NM | None) -> None:
+    """One block, column by column, in place: prune column i to its mask (for N:M chosen at the start of each
+    group from the updated weights), and spread its scaled error err_i = (w_i - q_i) / d_i over the later columns
+    of the block with row i of U1 (the OBS update). W1, keep1, err1: (out, B); U1: (B, B); d = diag(U1)."""
+    for i in range(W1.shape[1]):
+        if nm is not None and i % nm.m == 0:
+            group = slice(i, i + nm.m)
+            keep1[:, group] = nm_keep_mask(W1[:, group].square() / d[group].square(), nm)
+        w = W1[:, i]  # (out,)
+        q = w * keep1[:, i]  # (out,) pruned entries set to 0
+        err = (w - q) / d[i]  # (out,)
+        W1[:, i + 1:].addr_(err, U1[i, i + 1:], alpha=-1.0)  # OBS update of later block columns
+        W1[:, i] = q
+        err1[:, i] = err
 
 
 def obs_reconstruction_error(weight: Tensor, new_weight: Tensor, hessian: Tensor) -> float:

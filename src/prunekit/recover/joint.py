@@ -360,14 +360,7 @@ def prune_joint(loaded: Any, config: JointPruneConfig, ctx: Any = None, *, metho
     graph.prune(selection)
     loaded.adapter.sync_config()
     model.eval()
-    shapes = group_shapes(graph)
-    layers = {}
-    for ci, c in enumerate(cands):
-        g = c.group
-        gone = len(selection.get(g.name, []))
-        layers[g.name] = {"kind": kinds[g.name], "before": g.size, "after": g.size - gone, "requested": config.ratio,
-                          "actual": gone / g.size, "params": len(c.items) * costs[ci], "shapes": shapes[g.name],
-                          "gates_open": int((gates.logits.detach()[gates.slices[g.name]] > 0).sum())}
+    layers = _layer_rows(cands, costs, selection, kinds, group_shapes(graph), gates, config.ratio)
     curve = [{k: h[k] for k in ("step", "tokens", "expected_ratio", "target_ratio", "penalty", "multiplier")}
              for h in result.history]
     log(f"  joint-lora: {result.tokens} tokens in {result.seconds:.0f} s; expected ratio {learned:.3f}, gates "
@@ -383,6 +376,19 @@ def prune_joint(loaded: Any, config: JointPruneConfig, ctx: Any = None, *, metho
         "tokens_per_second": result.tokens_per_second, "history": result.history, "evals": result.evals,
         "penalty_curve": curve, "resumed_from": result.resumed_from,
     }
+
+
+def _layer_rows(cands: list, costs: list, selection: dict, kinds: dict, shapes: dict, gates: UnitGates,
+                ratio: float) -> dict:
+    """The report's row per group: units before / after, parameters, shapes and how many gates stayed open."""
+    layers = {}
+    for ci, c in enumerate(cands):
+        g = c.group
+        gone = len(selection.get(g.name, []))
+        layers[g.name] = {"kind": kinds[g.name], "before": g.size, "after": g.size - gone, "requested": ratio,
+                          "actual": gone / g.size, "params": len(c.items) * costs[ci], "shapes": shapes[g.name],
+                          "gates_open": int((gates.logits.detach()[gates.slices[g.name]] > 0).sum())}
+    return layers
 
 
 def _restore_flags(model: Any, requires_grad: dict[str, bool]) -> None:

@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--micro-batch", type=int, default=2)
     parser.add_argument("--distill", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--corpus", nargs="+", default=["wiki"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", default="")
@@ -48,7 +49,8 @@ def main() -> None:
             zeros = sum(int((p == 0).sum()) for n, p in loaded.model.named_parameters() if "layers" in n)
             config = RecoverConfig(tokens=args.tokens, lr=args.lr, rank=args.rank, alpha=2.0 * args.rank,
                                    seq_len=args.seq_len, batch_size=args.batch, micro_batch_size=args.micro_batch,
-                                   loss=loss, distill=args.distill, corpus=args.corpus, report_windows=0,
+                                   loss=loss, distill=args.distill, temperature=args.temperature,
+                                   corpus=args.corpus, report_windows=0,
                                    eval_every=max(1, -(-args.tokens // (args.batch * args.seq_len)) // 10),
                                    eval_windows=4, checkpoint_every=0)
             start = time.perf_counter()

@@ -195,19 +195,23 @@ def context(
 @app.command("list")
 def list_(
     kind: Annotated[str | None, typer.Argument(
-        help="models, corpora, methods, tasks, stages or presses (default: all).")] = None,
+        help="models, corpora, methods, tasks, stages, presses, context-pruners, adapters or handlers "
+        "(default: all).")] = None,
 ) -> None:
-    """List the registered models, corpora, methods, tasks, recipe stages and inference-time presses."""
+    """List every registry: models, corpora, methods, tasks, recipe stages, inference-time presses, context
+    pruners, model adapters and graph layer handlers."""
+    from .context import PRUNERS
     from .data import CORPORA
     from .errors import unknown_name
     from .evaluate.tasks import TASKS
+    from .graph.handlers import handler_registry
     from .methods import METHODS
-    from .models import MODELS
+    from .models import ADAPTERS, MODELS
     from .recipe.stages import STAGES
     from .runtime.registry import PRESSES
 
     registries = {"models": MODELS, "corpora": CORPORA, "methods": METHODS, "tasks": TASKS, "stages": STAGES,
-                  "presses": PRESSES}
+                  "presses": PRESSES, "context-pruners": PRUNERS, "adapters": ADAPTERS, "handlers": handler_registry()}
     if kind is not None and kind not in registries:
         raise unknown_name("list kind", kind, registries)
     for name, registry in registries.items():

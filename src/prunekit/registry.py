@@ -1,12 +1,15 @@
 """One small registry per plug-in kind: register(name), get(name), names().
 
-Entries may point at their implementation by an import path ("module:attr") so that listing and
-validating names never imports torch; `load(name)` imports the implementation on demand.
+Every kind of plug-in uses it: models, corpora, methods, tasks, recipe stages, presses, context pruners, model
+adapters and graph layer handlers (all shown by `prunekit list`). Entries may point at their implementation by an
+import path ("module:attr") so that listing and validating names never imports torch; `load(name)` imports the
+implementation on demand. Iterating a registry gives its names, and `registry[name]` is `registry.load(name)`.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +33,11 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, target: Any, *, summary: str = "", config: type | None = None,
-                 kind: str = "") -> Entry:
+                 kind: str = "", replace: bool = False) -> Entry:
+        """Add `name`; a name registered before raises ValueError unless `replace` is true."""
         if not name or name != name.lower() or " " in name:
             raise ValueError(f"{self.kind} names are lowercase without spaces, got '{name}'")
-        if name in self._entries:
+        if name in self._entries and not replace:
             raise ValueError(f"{self.kind} '{name}' is already registered")
         entry = Entry(name, target, summary, config, kind)
         self._entries[name] = entry
@@ -60,3 +64,12 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.load(name)

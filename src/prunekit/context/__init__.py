@@ -2,12 +2,13 @@
 token baseline, and DeepPrune for parallel reasoning traces.
 
 All pruners share ``prune(query, text, budget) -> Pruned`` (see :mod:`prunekit.context.base` for the
-budget semantics and bad-input behaviour). ``PRUNERS`` maps registry names to classes.
+budget semantics and bad-input behaviour). ``PRUNERS`` is the context-pruner registry (``prunekit list
+context-pruners``): name -> class, imported on demand; tests/contracts/test_context_pruners.py walks it.
 """
 
 from __future__ import annotations
 
-from prunekit.errors import unknown_name
+from prunekit.registry import Registry
 
 from .base import Budget, ContextPruner, Pruned, TokenCounter, token_counter
 from .codechunks import Chunk, split_chunks
@@ -20,18 +21,18 @@ from .tokens import TokenPruner, TokenPrunerConfig
 from .traces import DeepPruneResult, DeepPruneRunner, HeuristicJudge, Judge, extract_answer, ngram_jaccard
 from .units import find_title, split_paragraphs, split_sentences, split_units
 
-PRUNERS: dict[str, type[ContextPruner]] = {
-    "sentences": SentencePruner,
-    "code": LongCodeZipPruner,
-    "tokens": TokenPruner,
-}
+PRUNERS = Registry("context pruner")
+PRUNERS.register("sentences", "prunekit.context.sentences:SentencePruner", kind="sentences",
+                 summary="keep the sentences closest to the query by MiniLM (Provence, Chirkova et al. 2025)")
+PRUNERS.register("code", "prunekit.context.longcodezip:LongCodeZipPruner", kind="lines",
+                 summary="code: functions by query mutual information, lines by knapsack (Shi et al. 2025)")
+PRUNERS.register("tokens", "prunekit.context.tokens:TokenPruner", kind="tokens",
+                 summary="keep the tokens with the highest self-information under a causal LM (Li et al. 2023)")
 
 
 def get_pruner(name: str) -> type[ContextPruner]:
-    """The pruner class registered as ``name``; ValueError naming the valid choices otherwise."""
-    if name not in PRUNERS:
-        raise unknown_name("context pruner", name, PRUNERS)
-    return PRUNERS[name]
+    """The pruner class registered as ``name``; ConfigError (a ValueError) naming the valid choices otherwise."""
+    return PRUNERS.load(name)
 
 
 __all__ = [

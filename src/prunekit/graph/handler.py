@@ -8,7 +8,8 @@ for free; handlers that override the prune functions slice themselves.
 
 Register a handler for a new layer type with `register_handler(MyLayer, MyHandler())`; the key may be
 a class or the qualified class name ("transformers.models.llama.modeling_llama.LlamaRMSNorm"), so
-registering never imports the library that defines the class. Lookup follows the class MRO.
+registering never imports the library that defines the class. `HANDLERS` is the registry (`prunekit list
+handlers`), keyed by the lowercased qualified class name; lookup follows the class MRO.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ..registry import Registry
+
 if TYPE_CHECKING:
     from .trace import Tracer
 
 # (attribute name, tensor dim, optional map port index -> tensor index (None = identity))
 ParamDim = tuple[str, int, Tensor | None]
 
-_HANDLERS: dict[Any, LayerHandler] = {}
+HANDLERS = Registry("layer handler")  # lowercased qualified class name -> LayerHandler instance
 
 
 class LayerHandler:
@@ -98,7 +101,12 @@ class LayerHandler:
 
 
 def _key_name(key: Any) -> str:
-    return key if isinstance(key, str) else f"{key.__module__}.{key.__qualname__}"
+    name = key if isinstance(key, str) else f"{key.__module__}.{key.__qualname__}"
+    return name.lower()
+
+
+def _register(module_type: type | str, handler: LayerHandler, kind: str, replace: bool) -> None:
+    HANDLERS.register(_key_name(module_type), handler, summary=type(handler).__name__, kind=kind, replace=replace)
 
 
 def register_handler(module_type: type | str, handler: LayerHandler, *, replace: bool = False) -> None:
@@ -106,27 +114,28 @@ def register_handler(module_type: type | str, handler: LayerHandler, *, replace:
     if not isinstance(handler, LayerHandler):
         raise TypeError(f"handler must be a prunekit.graph.LayerHandler instance, got {type(handler).__name__}")
     name = _key_name(module_type)
-    if name in _HANDLERS and not replace:
+    if name in HANDLERS and not replace:
         raise ValueError(f"A handler for '{name}' is already registered; pass replace=True to override it.")
-    _HANDLERS[name] = handler
+    _register(module_type, handler, "custom", replace=True)
 
 
 def register_default(module_type: type | str, handler: LayerHandler) -> None:
     """Register `handler` unless a handler for `module_type` exists already (used for built-ins)."""
-    _HANDLERS.setdefault(_key_name(module_type), handler)
+    if _key_name(module_type) not in HANDLERS:
+        _register(module_type, handler, "built-in", replace=False)
 
 
 def handler_for(module: nn.Module) -> LayerHandler | None:
     """The handler of the closest class in `type(module).__mro__` that has one, else None."""
     for cls in type(module).__mro__:
-        found = _HANDLERS.get(_key_name(cls))
-        if found is not None:
-            return found
+        name = _key_name(cls)
+        if name in HANDLERS:
+            return HANDLERS.load(name)
     return None
 
 
 def registered_handlers() -> list[str]:
-    return sorted(_HANDLERS)
+    return HANDLERS.names()
 
 
 def slice_module(module: nn.Module, dims: Sequence[ParamDim], idxs: Sequence[int]) -> None:

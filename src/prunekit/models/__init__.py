@@ -7,7 +7,7 @@ __all__ = ["DEFAULT_MODEL", "MODELS", "LoadedModel", "load", "validate_spec", "r
 
 
 def __getattr__(name: str):
-    if name in {"register_adapter", "adapter_for", "ModelAdapter"}:
+    if name in {"ADAPTERS", "register_adapter", "adapter_for", "supported_model_types", "ModelAdapter"}:
         from . import adapters
 
         return getattr(adapters, name)

@@ -121,7 +121,7 @@ class PerLayerPress(Press):
         if not getattr(self.press, "per_layer_ratios", False):
             raise ConfigError(
                 f"press {type(self.press).__name__} does not accept per-layer ratios; use a KV-cache press "
-                "(streaming, h2o, snapkv, knorm)"
+                "(prunekit list presses: kind kv)"
             )
         self.ratios = {int(k): validate_ratio(v, f"ratios[{k}]") for k, v in dict(self.ratios).items()}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ...registry import Registry
+from ..handler import HANDLERS, register_default
 from . import attention, basic
 
 _DONE = False
@@ -12,10 +14,12 @@ def register_builtin_handlers() -> None:
     global _DONE
     if _DONE:
         return
-    from ..handler import register_default
-
-    register = register_default
-
-    basic.register_builtin(register)
-    attention.register_builtin(register)
+    basic.register_builtin(register_default)
+    attention.register_builtin(register_default)
     _DONE = True
+
+
+def handler_registry() -> Registry:
+    """The handler registry with the built-ins in it (they register on first use; listing them is a use)."""
+    register_builtin_handlers()
+    return HANDLERS

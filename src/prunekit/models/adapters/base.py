@@ -8,24 +8,37 @@ from typing import Any, ClassVar
 from torch import nn
 
 from ...errors import ConfigError
+from ...registry import Registry
 
-_ADAPTERS: list[type[ModelAdapter]] = []
+ADAPTERS = Registry("model adapter")  # family name -> adapter class; each class lists its `model_types`
 
 
 def register_adapter(cls: type[ModelAdapter]) -> type[ModelAdapter]:
-    _ADAPTERS.append(cls)
+    """Class decorator: register `cls` under its `family` for the model types it lists (each at most once)."""
+    name = cls.family or cls.__name__.lower().removesuffix("adapter")
+    taken = {t: other.__name__ for other in _adapter_classes() for t in other.model_types}
+    clash = [t for t in cls.model_types if t in taken]
+    if clash:
+        raise ValueError(f"model type '{clash[0]}' already has an adapter ({taken[clash[0]]}); "
+                         f"{cls.__name__} was not registered")
+    kind = "causal-lm" if cls.is_causal_lm else "encoder"
+    ADAPTERS.register(name, cls, summary=f"model types {', '.join(cls.model_types)}", kind=kind)
     return cls
 
 
+def _adapter_classes() -> list[type[ModelAdapter]]:
+    return [ADAPTERS.load(name) for name in ADAPTERS]
+
+
 def supported_model_types() -> list[str]:
-    return sorted({t for cls in _ADAPTERS for t in cls.model_types})
+    return sorted({t for cls in _adapter_classes() for t in cls.model_types})
 
 
 def adapter_for(model: nn.Module) -> ModelAdapter:
     """Pick the adapter whose `model_types` contains `model.config.model_type`."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
-    for cls in _ADAPTERS:
+    for cls in _adapter_classes():
         if model_type in cls.model_types:
             return cls(model)
     raise ConfigError(

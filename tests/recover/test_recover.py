@@ -46,19 +46,21 @@ def small(text, **overrides):
     return from_dict(RecoverConfig, options, "recover")
 
 
-def test_masked_lora_trains_and_merges_exactly_the_masked_update():
+@pytest.mark.parametrize("dropout", [0.0, 0.1])  # the masked update inside the base weight, or its own product
+def test_masked_lora_trains_and_merges_exactly_the_masked_update(dropout):
     loaded = tiny_loaded("llama", layers=2)
     zeros = sparsify(loaded.model)
+    w = loaded.model.model.layers[0].mlp.up_proj.weight.detach().clone()
     modules = {n: loaded.model.get_submodule(n) for n in zeros}
-    peft_model, masks = attach_lora(loaded.model, modules, SimpleNamespace(rank=4, alpha=8.0, dropout=0.0,
+    peft_model, masks = attach_lora(loaded.model, modules, SimpleNamespace(rank=4, alpha=8.0, dropout=dropout,
                                                                             mask_min_sparsity=0.01, seed=0))
     assert set(masks) == set(zeros)
+    loaded.model.eval()  # dropout off: the two paths compute the same function
     for name, p in lora_parameters(loaded.model):
         if "lora_B" in name:
             with torch.no_grad():
                 p.normal_()
     layer = loaded.model.model.layers[0].mlp.up_proj
-    w = layer.base_layer.weight.detach().clone()
     a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
     x = torch.randn(3, w.shape[1])
     with torch.no_grad():

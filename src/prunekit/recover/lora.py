@@ -6,7 +6,10 @@ pruning papers recover this way. A sparse W would lose its zeros in a plain merg
 layer with zeros uses the update M * (alpha / r) B A with M = [W != 0], both in the forward pass that training
 sees and in the merge, as SQFT's SparsePEFT does (Munoz et al. 2024, arXiv 2410.03750): the merged model is
 the trained model and keeps every zero (the N:M pattern too). This is a peft LoRA variant (the extension
-point peft uses for DoRA); the masked path costs one more (out x in) product per layer than plain LoRA.
+point peft uses for DoRA). Without dropout the masked update lives inside the base layer's weight during
+training (a parametrization W -> W + M * (alpha / r) B A, removed before the merge), so each sparse layer runs one
+(out x in) product forward and two backward, not two and three; with dropout the update is its own product,
+applied to the dropped-out input as in plain LoRA.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 ADAPTER = "default"
 
@@ -52,10 +56,23 @@ class MaskedLoraVariant:
 
     @staticmethod
     def forward(module: Any, active_adapter: str, x: torch.Tensor, result: torch.Tensor, **kwargs: Any):
+        if parametrize.is_parametrized(module.base_layer, "weight"):
+            return result  # the base product already used W + M * delta
         delta = masked_delta(module, active_adapter)
         if module.fan_in_fan_out:
             delta = delta.T  # (out, in) for F.linear
         return result + F.linear(module.lora_dropout[active_adapter](x), delta)
+
+
+class MaskedUpdate(nn.Module):
+    """Parametrization of a peft layer's base weight: W -> W + M * (alpha / r) B A (the adapter's masked delta)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self._layer = [layer]  # a plain list: the peft layer is not a child of its own base layer
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + masked_delta(self._layer[0], ADAPTER).to(weight.dtype)
 
 
 def sparse_masks(modules: dict[str, nn.Module], min_sparsity: float) -> dict[str, torch.Tensor]:
@@ -84,7 +101,16 @@ def attach_lora(model: nn.Module, modules: dict[str, nn.Module], config: Any) ->
         layer = model.get_submodule(name)
         layer.register_buffer("prunekit_keep", keep, persistent=False)
         layer.lora_variant[ADAPTER] = variant()
+        if not config.dropout:
+            parametrize.register_parametrization(layer.base_layer, "weight", MaskedUpdate(layer))
     return peft_model, masks
+
+
+def _unparametrize(model: nn.Module) -> None:
+    """Give every base layer its plain weight back (the masked delta is then added by the merge, or dropped)."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
 
 
 def lora_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -94,9 +120,11 @@ def lora_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def merge_lora(peft_model: Any) -> nn.Module:
     """Fold every adapter into its weight (masked where the layer was sparse) and remove peft's wrappers."""
+    _unparametrize(peft_model)
     return peft_model.merge_and_unload()
 
 
 def remove_lora(peft_model: Any) -> nn.Module:
     """Remove the adapters without merging (the model as it was before `attach_lora`)."""
+    _unparametrize(peft_model)
     return peft_model.unload()

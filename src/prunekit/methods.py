@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .importance.criterion import CRITERIA
 from .prune.config import SparseGPTConfig, WeightPruneConfig
 from .prune.depth import DepthPruneConfig
+from .prune.dpruner import DPrunerConfig
 from .prune.llm_structured import LLMStructuredConfig
 from .prune.structured import StructuredPruneConfig
 from .recover.incremental import IncrementalPruneConfig
@@ -12,15 +14,23 @@ from .registry import Registry
 
 METHODS = Registry("method")
 _ONESHOT = "prunekit.prune.oneshot:prune_weights"
-METHODS.register("magnitude", _ONESHOT, config=WeightPruneConfig, kind="weights",
-                 summary="|W|: remove the smallest weights of each layer (Han et al. 2015)")
-METHODS.register("random", _ONESHOT, config=WeightPruneConfig, kind="weights",
-                 summary="random weights (baseline)")
-METHODS.register("wanda", _ONESHOT, config=WeightPruneConfig, kind="weights",
-                 summary="|W| x input norm, per output row (Sun et al. 2023)")
-METHODS.register("sparsegpt", _ONESHOT, config=SparseGPTConfig, kind="weights",
-                 summary="OBS with lazy block updates, unstructured or N:M (Frantar & Alistarh 2023); "
-                         "dense_targets: GPTAQ asymmetric calibration (Li et al. 2025)")
+
+
+def _weights(name: str, criterion: str, summary: str, config: type = WeightPruneConfig) -> None:
+    """A one-shot weight pruning method: the Criterion at `criterion` ("module:attribute"), run by prune_weights."""
+    CRITERIA.register(name, criterion, summary=summary, config=config, kind="weights")
+    METHODS.register(name, _ONESHOT, config=config, kind="weights", summary=summary)
+
+
+_weights("magnitude", "prunekit.importance.magnitude:MAGNITUDE",
+         "|W|: remove the smallest weights of each layer (Han et al. 2015)")
+_weights("random", "prunekit.importance.random:RANDOM", "random weights (baseline)")
+_weights("wanda", "prunekit.importance.wanda:WANDA", "|W| x input norm, per output row (Sun et al. 2023)")
+_weights("sparsegpt", "prunekit.prune.sparsegpt:SPARSEGPT",
+         "OBS with lazy block updates, unstructured or N:M (Frantar & Alistarh 2023); "
+         "dense_targets: GPTAQ asymmetric calibration (Li et al. 2025)", SparseGPTConfig)
+_weights("d-pruner", "prunekit.prune.dpruner:DPRUNER", "OBS + domain Fisher (Zhang et al. 2024)", DPrunerConfig)
+_weights("ria", "prunekit.importance.ria:RIA", "(|W|/column sum + |W|/row sum) x input norm^0.5 (Zhang et al. 2024)")
 
 _STRUCTURED = "prunekit.prune.structured:prune_structured"
 for _criterion, _summary in [

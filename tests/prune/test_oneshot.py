@@ -11,6 +11,8 @@ from prunekit.pipeline import RunContext
 from prunekit.recipe import parse_recipe
 from prunekit.testing import CharTokenizer, tiny_model
 
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -173,3 +175,15 @@ def test_dense_targets_prune_exactly_and_track_the_dense_model_better(corpus):
         asym, details = _block_output_error("llama", corpus, sparsity=0.5, max_batch_tokens=max_tokens)  # 0.25
         assert details["actual_sparsity"] == 0.5 and not details["no_calibration_input"]
         assert asym < plain, (max_tokens, asym, plain)
+
+
+@pytest.mark.parametrize("allocation", ["global", "rd"])
+def test_random_allocates_like_magnitude_not_like_wanda(allocation, corpus):
+    """Random scores rank nothing across layers: global and RD allocation use magnitude for random (RD used to
+    take Wanda's scores silently)."""
+    requested = {}
+    for method in ("random", "magnitude"):
+        _, details = run("llama", method, corpus, sparsity=0.6, allocation=allocation)
+        requested[method] = {name: v["requested"] for name, v in details["layers"].items()}
+    assert requested["random"] == requested["magnitude"]
+    assert len(set(requested["random"].values())) > 1  # not uniform

@@ -1,10 +1,11 @@
-"""One-shot weight pruning of every selected Linear-like layer: magnitude, random, Wanda, SparseGPT.
+"""One-shot weight pruning of every selected Linear-like layer with a registered criterion (importance/criterion.py).
 
-Data-free criteria (magnitude, random) prune each layer directly. Wanda and SparseGPT run block by
-block (prunekit.calib.sequential): a block's layers are pruned group by group in execution order
-(q/k/v, then o, then gate/up, then down), each group calibrated on the inputs it receives after the
-earlier groups were pruned, and the pruned block's outputs feed the next block. Allocation (uniform,
-global, OWL, RD) first fixes a ratio per layer; N:M patterns fix N of every M weights per row group.
+A criterion (magnitude, random, Wanda, RIA, D-Pruner) scores each weight and the lowest are pruned per row, per
+layer or N:M; a solver (SparseGPT) chooses and updates the weights itself. Criteria that need no data prune each
+layer directly. Calibrated ones run block by block (prunekit.calib.sequential): a block's layers are pruned group
+by group in execution order (q/k/v, then o, then gate/up, then down), each group calibrated on the inputs it
+receives after the earlier groups were pruned, and the pruned block's outputs feed the next block. Allocation
+(uniform, global, OWL, RD) first fixes a ratio per layer; N:M patterns fix N of every M weights per row group.
 SparseGPT with `dense_targets` > 0 also runs every block of the dense model on the dense hidden states,
 so each layer's inputs in the dense model are known (asymmetric calibration, prune/asymmetric.py).
 """
@@ -12,70 +13,83 @@ so each layer's inputs in the dense model are known (asymmetric calibration, pru
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import ChainMap
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..allocate.global_threshold import global_threshold_masks, ratios_from_masks
-from ..calib.collectors import CrossMomentCollector, HessianCollector, InputNormCollector
+from ..calib.collectors import Collector, CrossMomentCollector, HessianCollector, InputNormCollector
+from ..calib.full_pass import collect_inputs
 from ..calib.sequential import block_output, sequential_blocks
 from ..core.memory import PeakMemory
 from ..core.patterns import NM, nm_keep_mask, unstructured_keep_mask
-from ..importance.magnitude import magnitude_scores
-from ..importance.random import random_scores
+from ..importance.criterion import CRITERIA, Criterion
+from ..importance.magnitude import MAGNITUDE, magnitude_scores
 from ..importance.wanda import wanda_scores
 from ..utils.hooks import HookSet
 from ..utils.progress import track
-from .asymmetric import dense_target_map
 from .config import WeightPruneConfig
 from .layers import PrunableLayer, select_layers
-from .sparsegpt import inverse_factor, sparsegpt_prune
 
 MAX_LAYER_SPARSITY = 0.99  # a global threshold may empty a layer; keep 1% so the layer still carries signal
-STATISTIC = {"magnitude": None, "random": None, "wanda": "norms", "sparsegpt": "hessian"}
+COLLECTORS = {"norms": InputNormCollector, "hessian": HessianCollector}  # the input statistics of criterion.py
 
 
 @dataclass
-class HessianStat:
-    """SparseGPT's statistic of one input tensor, shared by the layers that read it (q/k/v, gate/up), so
-    the inverse factor and the dense-target map are computed once per input, not once per layer."""
+class LayerPruner:
+    """Prunes one layer at a time with `criterion`: to its ratio in `ratios` (or the N:M pattern `nm`), given the
+    statistics of its input; `extra` holds the per-layer statistics the criterion's `prepare` computed."""
 
-    hessian: torch.Tensor  # (in, in)
-    cross: torch.Tensor | None = None  # (in, in) cross moment with the dense model's input (dense targets)
-    _factor: torch.Tensor | None = None
-    _map: torch.Tensor | None = None
+    criterion: Criterion
+    config: WeightPruneConfig
+    ratios: dict[str, float]
+    nm: NM | None = None
+    extra: dict[str, dict] = field(default_factory=dict)
 
-    def factor(self, damp: float) -> torch.Tensor:
-        if self._factor is None:
-            self._factor = inverse_factor(self.hessian, damp)
-        return self._factor
-
-    def dense_map(self, damp: float, mix: float) -> torch.Tensor:
-        if self._map is None:
-            self._map = dense_target_map(self.hessian, self.cross, damp=damp, mix=mix)
-        return self._map
+    def __call__(self, layer: PrunableLayer, stats: MutableMapping[str, Any],
+                 criterion: Criterion | None = None) -> None:
+        """Prune `layer` with `criterion` (default: the pruner's own; magnitude for layers that saw no input)."""
+        criterion = criterion or self.criterion
+        if layer.name in self.extra:  # lookups fall through to the layer's own statistics; writes stay shared
+            stats = ChainMap(stats, self.extra[layer.name])
+        weight = layer.weight_view().float()  # (out, in)
+        ratio = self.ratios[layer.name]
+        if criterion.solve is not None:
+            new = criterion.solve(weight, stats, ratio, self.nm, self.config)  # (out, in)
+            layer.set_weight(new.to(layer.module.weight.dtype))
+            return
+        scores = criterion.score(weight, stats, self.config)  # (out, in), higher = keep
+        if self.nm:
+            keep = nm_keep_mask(scores, self.nm)
+        else:
+            keep = unstructured_keep_mask(scores, ratio, per_row=criterion.group == "row")
+        layer.module.weight.data.mul_(keep.t() if layer.transposed else keep)
 
 
 def prune_weights(loaded: Any, config: WeightPruneConfig, ctx: Any, *, method: str) -> dict:
-    """Prune `loaded.model` in place; return per-layer requested/actual sparsity and timings."""
-    if method not in STATISTIC:
-        raise ValueError(f"Unknown weight pruning method '{method}'. Valid choices: {', '.join(STATISTIC)}")
-    model = loaded.model
-    layers, skipped = select_layers(model, config.include, config.exclude)
+    """Prune `loaded.model` in place with the criterion registered as `method`; return per-layer requested/actual
+    sparsity and timings."""
+    criterion: Criterion = CRITERIA.load(method)
+    layers, skipped = select_layers(loaded.model, config.include, config.exclude)
     nm = NM(*config.nm) if config.nm else None
-    needs_data = STATISTIC[method] is not None or config.allocation in ("owl", "rd")
+    needs_data = criterion.calibrated or config.allocation in ("owl", "rd")
     batches = ctx.calibration(loaded.tokenizer) if needs_data else None
     start = time.perf_counter()
     unseen: list[str] = []
-    with PeakMemory() as memory, torch.no_grad():
-        ratios = allocate(loaded, layers, config, method, batches)
-        if STATISTIC[method] is None:
-            generator = torch.Generator().manual_seed(ctx.recipe.calibration.seed)
-            for layer in track(layers, f"{method}", total=len(layers)):
-                prune_layer(layer, method, ratios[layer.name], nm, None, config, generator)
-        else:
-            unseen = prune_sequentially(loaded, layers, ratios, nm, config, method, batches)
+    with PeakMemory() as memory:
+        extra = criterion.prepare(loaded, layers, config, ctx) if criterion.prepare else {}
+        with torch.no_grad():
+            ratios = allocate(loaded, layers, config, criterion, batches)
+            pruner = LayerPruner(criterion, config, ratios, nm, extra)
+            if not criterion.calibrated:
+                stats = {"generator": torch.Generator().manual_seed(ctx.recipe.calibration.seed)}
+                for layer in track(layers, method, total=len(layers)):
+                    pruner(layer, stats)
+            else:
+                unseen = prune_sequentially(loaded, layers, pruner, batches, method)
     seconds = time.perf_counter() - start
     report = {}
     for layer in layers:
@@ -96,43 +110,27 @@ def nm_sparsity(nm: NM | None, ratio: float) -> float:
     return 1 - nm.n / nm.m if nm else ratio
 
 
-def prune_layer(layer: PrunableLayer, method: str, ratio: float, nm: NM | None, stat: torch.Tensor | None,
-                config: WeightPruneConfig, generator: torch.Generator | None = None) -> None:
-    """Prune one layer to `ratio` (or N:M) with `method`, given its input statistic.
-
-    For SparseGPT the statistic is a Hessian or a ``HessianStat``; with a cross moment (dense targets)
-    the weights are first mapped towards the dense outputs (prune/asymmetric.py).
-    """
-    weight = layer.weight_view().float()  # (out, in)
-    if method == "sparsegpt":
-        stat = stat if isinstance(stat, HessianStat) else HessianStat(stat)
-        if stat.cross is not None:
-            weight = weight @ stat.dense_map(config.damp, config.dense_targets)
-        new, _ = sparsegpt_prune(weight, stat.hessian, ratio, nm=nm, block_size=config.block_size,
-                                 damp=config.damp, factor=stat.factor(config.damp))
-        layer.set_weight(new.to(layer.module.weight.dtype))
-        return
-    if method == "wanda":
-        scores = wanda_scores(weight, stat)
-    elif method == "random":
-        scores = random_scores(weight, generator)
-    else:
-        scores = magnitude_scores(weight)
-    keep = nm_keep_mask(scores, nm) if nm else unstructured_keep_mask(scores, ratio, per_row=method == "wanda")
-    layer.module.weight.data.mul_(keep.t() if layer.transposed else keep)
+def input_collectors(criterion: Criterion) -> dict[str, Collector]:
+    """One fresh collector per input statistic the criterion reads."""
+    return {name: COLLECTORS[name]() for name in criterion.statistics if name in COLLECTORS}
 
 
-def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[str, float], nm: NM | None,
-                       config: WeightPruneConfig, method: str, batches: torch.Tensor) -> list[str]:
+def _uses_dense_targets(criterion: Criterion, config: WeightPruneConfig) -> bool:
+    return "hessian" in criterion.statistics and getattr(config, "dense_targets", 0.0) > 0
+
+
+def prune_sequentially(loaded: Any, layers: list[PrunableLayer], pruner: LayerPruner, batches: torch.Tensor,
+                       label: str = "") -> list[str]:
     """Block-by-block calibrated pruning in one forward pass per block; returns layers that saw no input.
 
     All calibration windows go through a block as one batch. A forward pre-hook on each layer collects
-    the statistic of the input the layer is about to receive and prunes the layer before it runs, so
+    the statistics of the input the layer is about to receive and prunes the layer before it runs, so
     each layer is calibrated on the outputs of the already pruned layers before it (true sequential
     order: q/k/v, o, gate/up, down), and the pass itself yields the pruned block's outputs for the next
     block. Layers sharing one input (q/k/v, gate/up) share one statistic. Layers outside the blocks are
     calibrated with a final full forward pass.
     """
+    config = pruner.config
     adapter = loaded.adapter
     blocks = adapter.blocks()
     by_block: list[dict[str, PrunableLayer]] = [{} for _ in blocks]
@@ -144,9 +142,9 @@ def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[st
     fused = batches.numel() <= config.max_batch_tokens
     chunk = batches.shape[0] if fused else max(1, config.max_batch_tokens // batches.shape[1])
     runner = sequential_blocks(loaded.model, blocks, batches, batch_size=chunk)
-    targets = method == "sparsegpt" and getattr(config, "dense_targets", 0.0) > 0
+    targets = _uses_dense_targets(pruner.criterion, config)
     dense_stream: list[torch.Tensor] | None = None  # the dense model's hidden states, per chunk
-    for index, block, inputs, advance in track(runner, method, total=len(blocks)):
+    for index, block, inputs, advance in track(runner, label, total=len(blocks)):
         if targets and dense_stream is None:
             dense_stream = [inputs.hidden(i) for i in range(len(inputs.args))]
         if fused:
@@ -154,19 +152,20 @@ def prune_sequentially(loaded: Any, layers: list[PrunableLayer], ratios: dict[st
             if targets:
                 dense_stream[0], dense_inputs = _layer_inputs(block, inputs, 0, by_block[index], dense_stream[0])
             with HookSet() as hooks:
-                _install_pruning_hooks(hooks, by_block[index], ratios, nm, config, method, dense_inputs)
+                _install_pruning_hooks(hooks, by_block[index], pruner, dense_inputs)
                 advance()
         else:
-            _prune_block_two_pass(block, inputs, by_block[index], ratios, nm, config, method, dense_stream)
+            _prune_block_two_pass(block, inputs, by_block[index], pruner, dense_stream)
             advance()
-        unseen += _prune_unseen(by_block[index], ratios, nm, config)
+        unseen += _prune_unseen(by_block[index], pruner)
     if outside:  # e.g. a BERT pooler or an included LM head: statistics from chunked full passes
-        stats = collect_full(loaded.model, outside, method, batches, config.batch_size)
+        stats = collect_inputs(loaded.model, {n: x.module for n, x in outside.items()},
+                               lambda: input_collectors(pruner.criterion), batches, config.batch_size)
         for name, layer in outside.items():
             layer.pruned = name in stats
             if layer.pruned:
-                prune_layer(layer, method, ratios[name], nm, stats[name], config)
-        unseen += _prune_unseen(outside, ratios, nm, config)
+                pruner(layer, stats[name])
+        unseen += _prune_unseen(outside, pruner)
     return unseen
 
 
@@ -197,13 +196,12 @@ def _layer_inputs(block: torch.nn.Module, inputs: Any, i: int, layers: dict[str,
     return out, seen
 
 
-def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], ratios: dict[str, float],
-                           nm: NM | None, config: WeightPruneConfig, method: str,
+def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], pruner: LayerPruner,
                            dense_inputs: dict[str, torch.Tensor] | None = None) -> None:
-    # The statistic of the input tensor now flowing; q/k/v (and gate/up) receive the same tensor object.
+    # The statistics of the input tensor now flowing; q/k/v (and gate/up) receive the same tensor object.
     # Holding the tensor keeps its memory from being reused by a later input of the same shape.
-    # With `dense_inputs` (SparseGPT with dense targets) the statistic carries the cross moment too.
-    shared: dict[str, Any] = {"input": None, "stat": None}
+    # With `dense_inputs` (SparseGPT with dense targets) the statistics carry the cross moment too.
+    shared: dict[str, Any] = {"input": None, "stats": None}
 
     def pre_hook(name: str):
         def hook(_module, args):
@@ -212,16 +210,16 @@ def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], rat
                 return
             x = args[0]
             if shared["input"] is not x:
-                collector = HessianCollector() if STATISTIC[method] == "hessian" else InputNormCollector()
-                collector.add_batch(x)
-                shared["input"], shared["stat"] = x, collector.result()
-                if STATISTIC[method] == "hessian":
-                    shared["stat"] = HessianStat(shared["stat"])
-                    if dense_inputs is not None and name in dense_inputs:
-                        cross = CrossMomentCollector()
-                        cross.add_pair(dense_inputs[name], x)
-                        shared["stat"].cross = cross.result()
-            prune_layer(layer, method, ratios[name], nm, shared["stat"], config)
+                collectors = input_collectors(pruner.criterion)
+                for collector in collectors.values():
+                    collector.add_batch(x)
+                stats = {stat: collector.result() for stat, collector in collectors.items()}
+                if dense_inputs is not None and name in dense_inputs:
+                    cross = CrossMomentCollector()
+                    cross.add_pair(dense_inputs[name], x)
+                    stats["cross"] = cross.result()
+                shared["input"], shared["stats"] = x, stats
+            pruner(layer, shared["stats"])
             layer.pruned = True
         return hook
 
@@ -231,14 +229,12 @@ def _install_pruning_hooks(hooks: HookSet, layers: dict[str, PrunableLayer], rat
 
 
 def _prune_block_two_pass(block: torch.nn.Module, inputs: Any, layers: dict[str, PrunableLayer],
-                          ratios: dict[str, float], nm: NM | None, config: WeightPruneConfig, method: str,
-                          dense_stream: list[torch.Tensor] | None = None) -> None:
+                          pruner: LayerPruner, dense_stream: list[torch.Tensor] | None = None) -> None:
     """For calibration sets too large for one batch: statistics of every layer from the dense block over
     all chunks, then prune (the caller's next pass computes the pruned outputs). Layers that read one input
     tensor (q/k/v, gate/up) share one statistic. With `dense_stream` (dense targets), each chunk also runs on
     the dense model's hidden states, which advance in place."""
-    hessian = STATISTIC[method] == "hessian"
-    collectors: dict[str, Any] = {}  # one per input tensor, kept by the first layer that reads it
+    collectors: dict[str, dict[str, Collector]] = {}  # one group per input tensor, kept by its first reader
     crosses: dict[str, CrossMomentCollector] = {}
     owner: dict[str, str] = {}  # layer -> the first layer that read the same input (q/k/v, gate/up)
     previous: dict[str, Any] = {"input": None, "name": None}  # holding the tensor keeps its identity unique
@@ -252,7 +248,8 @@ def _prune_block_two_pass(block: torch.nn.Module, inputs: Any, layers: dict[str,
             return
         owner[name] = name
         previous["input"], previous["name"] = x, name
-        collectors.setdefault(name, HessianCollector() if hessian else InputNormCollector()).add_batch(x)
+        for collector in collectors.setdefault(name, input_collectors(pruner.criterion)).values():
+            collector.add_batch(x)
         if dense_stream is not None:
             kept[name] = x
 
@@ -266,25 +263,24 @@ def _prune_block_two_pass(block: torch.nn.Module, inputs: Any, layers: dict[str,
         if dense_stream is not None:
             dense_stream[i] = _run_block(block, inputs, i, layers, dense_stream[i], pair)
     previous["input"] = None
-    stats: dict[str, Any] = {}
+    stats: dict[str, dict[str, Any]] = {}
     for name, layer in layers.items():
         source = owner.get(name)
-        if source is None or not collectors[source].n_tokens:
+        if source is None or not next(iter(collectors[source].values())).n_tokens:
             continue
         if source not in stats:
-            stats[source] = collectors[source].result()
-            if hessian:
-                stats[source] = HessianStat(stats[source], crosses[source].result() if source in crosses else None)
-        prune_layer(layer, method, ratios[name], nm, stats[source], config)
+            stats[source] = {stat: collector.result() for stat, collector in collectors[source].items()}
+            if source in crosses:
+                stats[source]["cross"] = crosses[source].result()
+        pruner(layer, stats[source])
         layer.pruned = True
 
 
-def _prune_unseen(layers: dict[str, PrunableLayer], ratios: dict[str, float], nm: NM | None,
-                  config: WeightPruneConfig) -> list[str]:
+def _prune_unseen(layers: dict[str, PrunableLayer], pruner: LayerPruner) -> list[str]:
     """Layers that never ran during calibration fall back to magnitude pruning (and are reported)."""
     unseen = [name for name, layer in layers.items() if not layer.pruned]
     for name in unseen:
-        prune_layer(layers[name], "magnitude", ratios[name], nm, None, config)
+        pruner(layers[name], {}, MAGNITUDE)
     return unseen
 
 
@@ -299,55 +295,20 @@ def _block_of(adapter: Any, name: str) -> int | None:
     return None
 
 
-def _collectors(layers: dict[str, PrunableLayer], method: str) -> dict[str, Any]:
-    kind = STATISTIC[method]
-    return {name: (HessianCollector() if kind == "hessian" else InputNormCollector()) for name in layers}
-
-
-def _attach(hooks: HookSet, layers: dict[str, PrunableLayer], collectors: dict[str, Any]) -> None:
-    for name, layer in layers.items():
-        hooks.forward(layer.module, lambda _m, args, _o, c=collectors[name]: c.add_batch(args[0]))
-
-
-def _results(collectors: dict[str, Any]) -> dict[str, torch.Tensor]:
-    return {name: c.result() for name, c in collectors.items() if c.n_tokens}
-
-
-@torch.no_grad()
-def collect_full(model: torch.nn.Module, layers: dict[str, PrunableLayer], method: str, batches: torch.Tensor,
-                 batch_size: int = 1) -> dict:
-    """Input statistics of `layers` from full forward passes of the model.
-
-    When no selected layer is the output head, only the last position's logits are computed
-    (`logits_to_keep=1`): full (B, T, vocab) logits would dominate peak memory for nothing.
-    """
-    import inspect
-
-    collectors = _collectors(layers, method)
-    head = getattr(model, "lm_head", None)
-    extra = {}
-    if "logits_to_keep" in inspect.signature(model.forward).parameters and all(
-            layer.module is not head for layer in layers.values()):
-        extra["logits_to_keep"] = 1
-    with HookSet() as hooks:
-        _attach(hooks, layers, collectors)
-        for start in range(0, batches.shape[0], batch_size):
-            model(input_ids=batches[start : start + batch_size], use_cache=False, **extra)
-    return _results(collectors)
-
-
-def allocate(loaded: Any, layers: list[PrunableLayer], config: WeightPruneConfig, method: str,
+def allocate(loaded: Any, layers: list[PrunableLayer], config: WeightPruneConfig, criterion: Criterion,
              batches: torch.Tensor | None) -> dict[str, float]:
-    """Per-layer sparsity: uniform, one global threshold, OWL (per block), or RD (dynamic programming)."""
+    """Per-layer sparsity: uniform, one global threshold, OWL (per block), or RD (dynamic programming). Global
+    and RD compare layers with the scores of `criterion.ranking`, from the dense model's input norms."""
     names = [layer.name for layer in layers]
     if config.allocation == "uniform" or config.sparsity == 0:
         return dict.fromkeys(names, config.sparsity)
+    ranking = criterion.ranking
     norms = None
-    if method in ("wanda", "sparsegpt") or config.allocation in ("owl", "rd"):
-        norms = collect_full(loaded.model, {layer.name: layer for layer in layers}, "wanda", batches,
-                             config.batch_size)
+    if "norms" in ranking.statistics or config.allocation == "owl":
+        norms = collect_inputs(loaded.model, {layer.name: layer.module for layer in layers},
+                               lambda: {"norms": InputNormCollector()}, batches, config.batch_size)
     if config.allocation == "global":
-        scores = {layer.name: _score(layer, method, norms) for layer in layers}
+        scores = {layer.name: _rank_score(layer, ranking, norms, config) for layer in layers}
         ratios = ratios_from_masks(global_threshold_masks(scores, config.sparsity))
         return {name: min(ratio, MAX_LAYER_SPARSITY) for name, ratio in ratios.items()}
     if config.allocation == "owl":
@@ -357,18 +318,20 @@ def allocate(loaded: Any, layers: list[PrunableLayer], config: WeightPruneConfig
         for layer in layers:
             index = _block_of(loaded.adapter, layer.name)
             groups.setdefault(f"block{index}" if index is not None else layer.name, []).append(layer)
-        outliers = {key: outlier_ratio([wanda_scores(x.weight_view().float(), norms[x.name]) for x in group],
-                                       config.owl_threshold) for key, group in groups.items()}
+        outliers = {key: outlier_ratio([wanda_scores(x.weight_view().float(), norms[x.name]["norms"])
+                                        for x in group], config.owl_threshold) for key, group in groups.items()}
         params = {key: sum(x.weight_view().numel() for x in group) for key, group in groups.items()}
         block_ratios = owl_ratios_from_outliers(outliers, params, config.sparsity, config.owl_lambda)
         return {x.name: block_ratios[key] for key, group in groups.items() for x in group}
     from .rd_curves import rd_allocation
 
-    return rd_allocation(loaded, layers, config, lambda layer: _score(layer, method, norms), batches)
+    return rd_allocation(loaded, layers, config, lambda layer: _rank_score(layer, ranking, norms, config), batches)
 
 
-def _score(layer: PrunableLayer, method: str, norms: dict | None) -> torch.Tensor:
+def _rank_score(layer: PrunableLayer, ranking: Criterion, norms: dict | None, config: WeightPruneConfig):
+    """`ranking`'s scores of the layer's weights (out, in); magnitude for a layer that saw no calibration input."""
     weight = layer.weight_view().float()
-    if norms is not None and layer.name in norms and method != "magnitude":
-        return wanda_scores(weight, norms[layer.name])
-    return magnitude_scores(weight)
+    stats = (norms or {}).get(layer.name)
+    if ranking.statistics and stats is None:
+        return magnitude_scores(weight)
+    return ranking.score(weight, stats or {}, config)

@@ -11,12 +11,22 @@ U_ii^2 = [H_F^-1]_ii and the OBS saliency of weight w_ri is w_ri^2 / U_ii^2.
 
 Updates inside a block of ``block_size`` columns are applied eagerly; updates to the
 columns after the block are applied once per block ("lazy batch" update, one matmul).
+
+``SPARSEGPT`` is the one-shot solver plug-in (prunekit.importance.criterion): it reads the "hessian"
+statistic, and global / RD allocation rank weights across layers with Wanda's scores.
 """
+
+from collections.abc import MutableMapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from prunekit.core.patterns import NM, check_sparsity, keep_mask_by_count, nm_keep_mask, num_pruned
+from prunekit.importance.criterion import Criterion
+from prunekit.importance.wanda import WANDA
+
+from .asymmetric import dense_target_map
 
 
 def _check_args(weight: Tensor, hessian: Tensor, nm: NM | None, block_size: int, damp: float,
@@ -169,3 +179,26 @@ def obs_reconstruction_error(weight: Tensor, new_weight: Tensor, hessian: Tensor
     """
     delta = (weight.detach().double() - new_weight.detach().double())  # (out, in)
     return float(((delta @ hessian.detach().double()) * delta).sum())
+
+
+def sparsegpt_solve(weight: Tensor, stats: MutableMapping[str, Any], ratio: float, nm: NM | None,
+                    config: Any) -> Tensor:
+    """New weights (out, in) for ``weight`` (out, in) from the "hessian" statistic (in, in) of its input.
+
+    With a "cross" moment (SparseGPT's ``dense_targets``) the weights are first mapped towards the dense model's
+    outputs (prune/asymmetric.py). The inverse factor and that map are memoised in ``stats``, which the layers
+    reading one input (q/k/v, gate/up) share.
+    """
+    hessian = stats["hessian"]
+    if stats.get("cross") is not None:
+        if "_dense_map" not in stats:
+            stats["_dense_map"] = dense_target_map(hessian, stats["cross"], damp=config.damp, mix=config.dense_targets)
+        weight = weight @ stats["_dense_map"]  # (out, in)
+    if "_factor" not in stats:
+        stats["_factor"] = inverse_factor(hessian, config.damp)
+    new, _ = sparsegpt_prune(weight, hessian, ratio, nm=nm, block_size=config.block_size, damp=config.damp,
+                             factor=stats["_factor"])
+    return new
+
+
+SPARSEGPT = Criterion(statistics=("hessian",), solve=sparsegpt_solve, ranked_by=WANDA)

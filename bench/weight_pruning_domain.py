@@ -60,7 +60,7 @@ def fresh_copy(loaded: Any) -> Any:
 
 def variants(args: argparse.Namespace) -> list[tuple[str, str, str, dict]]:
     """(name, method, calibration corpus, options)."""
-    base = {"sparsity": args.sparsity}
+    base = {"ratio": args.sparsity}
     rows = [("wanda-wiki", "wanda", GENERAL, base), ("wanda-python", "wanda", DOMAIN, base)]
     for lam in args.lams:
         rows.append((f"d-pruner-lam{lam:g}", "d-pruner", GENERAL,

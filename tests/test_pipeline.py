@@ -27,7 +27,7 @@ def recipe(model_dir, corpus, **extra):
         "evaluation": {"perplexity": {"corpus": corpus, "window": 32, "windows": 4},
                        "efficiency": {"prefill_tokens": 16, "decode_tokens": 2, "repeats": 1, "macs_seq_len": 16}},
         "variants": [
-            {"name": "wanda-50", "stages": [{"prune": {"method": "wanda", "sparsity": 0.5}}, {"save": {}}]},
+            {"name": "wanda-50", "stages": [{"prune": {"method": "wanda", "ratio": 0.5}}, {"save": {}}]},
             {"name": "mag-2of4", "stages": [{"prune": {"method": "magnitude", "pattern": "2:4"}}]},
         ],
     }
@@ -111,7 +111,7 @@ def test_sigterm_during_pruning_leaves_nothing_and_says_so(tiny_llama_dir, corpu
 
     data = recipe(tiny_llama_dir, corpus)
     data["calibration"] = {"corpus": corpus, "samples": 64, "seq_len": 256}  # pruning takes seconds
-    data["variants"] = [{"name": f"sgpt-{i}", "stages": [{"prune": {"method": "sparsegpt", "sparsity": 0.5}},
+    data["variants"] = [{"name": f"sgpt-{i}", "stages": [{"prune": {"method": "sparsegpt", "ratio": 0.5}},
                                                          {"save": {}}]} for i in range(20)]
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(data))

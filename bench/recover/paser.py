@@ -45,7 +45,7 @@ def smoke_models():
 
     dense = load(tiny_model("llama", layers=2, vocab=256, max_position_embeddings=1024))
     dense.tokenizer = _ByteTokenizer()
-    pruned, _ = prune(common.fresh_copy(dense), "magnitude", sparsity=0.5)
+    pruned, _ = prune(common.fresh_copy(dense), "magnitude", ratio=0.5)
     return dense, pruned, common.perplexities(dense)
 
 

@@ -109,7 +109,7 @@ def test_d_pruner_runs_from_a_recipe_and_a_bad_domain_fails_before_loading(tiny_
     from prunekit.api import run
 
     general, domain = corpora
-    stage = {"method": "d-pruner", "sparsity": 0.5, "domain": domain, "domain_samples": 2, "domain_seq_len": 32}
+    stage = {"method": "d-pruner", "ratio": 0.5, "domain": domain, "domain_samples": 2, "domain_seq_len": 32}
     data = {
         "name": "domain", "model": str(tiny_llama_dir),
         "calibration": {"corpus": general, "samples": 4, "seq_len": 32},

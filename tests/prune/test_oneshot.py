@@ -45,7 +45,7 @@ def test_two_four_has_exactly_two_nonzeros_per_group_of_four(family, method, cor
 
 
 def test_gpt2_conv1d_layers_are_pruned_and_nothing_is_skipped_silently(corpus):
-    loaded, details = run("gpt2", "wanda", corpus, sparsity=0.5)
+    loaded, details = run("gpt2", "wanda", corpus, ratio=0.5)
     pruned = set(details["layers"])
     expected = {f"transformer.h.{i}.{n}" for i in range(2) for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc",
                                                                       "mlp.c_proj")}
@@ -58,7 +58,7 @@ def test_gpt2_conv1d_layers_are_pruned_and_nothing_is_skipped_silently(corpus):
 
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
 def test_uniform_sparsity_is_exact_per_layer(method, corpus):
-    loaded, details = run("llama", method, corpus, sparsity=0.6)
+    loaded, details = run("llama", method, corpus, ratio=0.6)
     modules = dict(loaded.model.named_modules())
     for name, info in details["layers"].items():
         pruned = round(info["actual"] * info["params"])
@@ -84,13 +84,13 @@ def test_wanda_matches_a_hand_computed_mask_on_one_block(corpus):
     norm = torch.cat(seen).pow(2).sum(0)
     scores = q_proj.weight.abs() * norm.sqrt()
     expected = scores >= scores.kthvalue(32, dim=1, keepdim=True).values.nextafter(torch.tensor(float("inf")))
-    config = from_dict(METHODS.get("wanda").config, {"sparsity": 0.5}, "wanda")
+    config = from_dict(METHODS.get("wanda").config, {"ratio": 0.5}, "wanda")
     METHODS.load("wanda")(loaded, config, ctx, method="wanda")
     assert torch.equal(q_proj.weight != 0, expected)
 
 
 def test_rd_allocation_meets_the_budget_exactly(corpus):
-    _, details = run("llama", "magnitude", corpus, sparsity=0.7, allocation="rd")
+    _, details = run("llama", "magnitude", corpus, ratio=0.7, allocation="rd")
     total = sum(v["params"] for v in details["layers"].values())
     pruned = sum(round(v["actual"] * v["params"]) for v in details["layers"].values())
     assert pruned == round(0.7 * total)
@@ -99,15 +99,15 @@ def test_rd_allocation_meets_the_budget_exactly(corpus):
 
 
 def test_owl_keeps_the_parameter_weighted_mean(corpus):
-    _, details = run("llama", "wanda", corpus, sparsity=0.7, allocation="owl")
+    _, details = run("llama", "wanda", corpus, ratio=0.7, allocation="owl")
     layers = details["layers"].values()
     mean = sum(v["requested"] * v["params"] for v in layers) / sum(v["params"] for v in layers)
     assert abs(mean - 0.7) < 1e-6
 
 
 @pytest.mark.parametrize("options, needle", [
-    ({"sparsity": -0.1}, "sparsity must be in [0, 1), got -0.1"),
-    ({"sparsity": 1.0}, "sparsity must be in [0, 1), got 1.0"),
+    ({"ratio": -0.1}, "ratio (the fraction of weights removed) must be in [0, 1), got -0.1"),
+    ({"ratio": 1.0}, "ratio (the fraction of weights removed) must be in [0, 1), got 1.0"),
     ({"pattern": "4:2"}, "N=4, M=2"),
     ({"pattern": "2-4"}, "'N:M' like '2:4'"),
     ({"pattern": "2:4", "allocation": "owl"}, "use allocation: uniform"),
@@ -135,7 +135,7 @@ def test_wanda_and_sparsegpt_beat_magnitude_on_smollm2(smollm):
         loaded = copy.copy(smollm)
         loaded.model = copy.deepcopy(smollm.model)
         loaded.adapter = type(smollm.adapter)(loaded.model)
-        config = from_dict(METHODS.get(method).config, {"sparsity": 0.5}, method)
+        config = from_dict(METHODS.get(method).config, {"ratio": 0.5}, method)
         METHODS.load(method)(loaded, config, ctx, method=method)
         result[method] = perplexity(loaded.model, loaded.tokenizer, protocol)
     assert result["wanda"] < result["magnitude"] / 3, result
@@ -143,8 +143,8 @@ def test_wanda_and_sparsegpt_beat_magnitude_on_smollm2(smollm):
 
 
 def test_chunked_calibration_prunes_to_the_same_sparsity(corpus):
-    fused, fused_details = run("llama", "sparsegpt", corpus, sparsity=0.5)
-    chunked, chunked_details = run("llama", "sparsegpt", corpus, sparsity=0.5, max_batch_tokens=40)
+    fused, fused_details = run("llama", "sparsegpt", corpus, ratio=0.5)
+    chunked, chunked_details = run("llama", "sparsegpt", corpus, ratio=0.5, max_batch_tokens=40)
     assert fused_details["actual_sparsity"] == chunked_details["actual_sparsity"] == 0.5
     # the first block sees identical inputs either way, and its first layers identical statistics
     q_fused = fused.model.model.layers[0].self_attn.q_proj.weight
@@ -154,7 +154,7 @@ def test_chunked_calibration_prunes_to_the_same_sparsity(corpus):
 
 def _block_output_error(family, corpus, **options):
     """||dense - pruned||^2 of the last hidden states on the calibration corpus."""
-    dense, _ = run(family, "magnitude", corpus, sparsity=0.0)
+    dense, _ = run(family, "magnitude", corpus, ratio=0.0)
     pruned, details = run(family, "sparsegpt", corpus, **options)
     ids = torch.tensor([[ord(c) % 128 for c in "sample text number 7 with some words " * 2]])
     with torch.no_grad():
@@ -170,9 +170,9 @@ def test_dense_targets_outside_zero_to_one_is_a_clear_error():
 
 def test_dense_targets_prune_exactly_and_track_the_dense_model_better(corpus):
     for max_tokens in (32768, 40):  # one fused pass per block, and the chunked two-pass path
-        plain, _ = _block_output_error("llama", corpus, sparsity=0.5, max_batch_tokens=max_tokens,
+        plain, _ = _block_output_error("llama", corpus, ratio=0.5, max_batch_tokens=max_tokens,
                                        dense_targets=0.0)
-        asym, details = _block_output_error("llama", corpus, sparsity=0.5, max_batch_tokens=max_tokens)  # 0.25
+        asym, details = _block_output_error("llama", corpus, ratio=0.5, max_batch_tokens=max_tokens)  # 0.25
         assert details["actual_sparsity"] == 0.5 and not details["no_calibration_input"]
         assert asym < plain, (max_tokens, asym, plain)
 
@@ -183,7 +183,7 @@ def test_random_allocates_like_magnitude_not_like_wanda(allocation, corpus):
     take Wanda's scores silently)."""
     requested = {}
     for method in ("random", "magnitude"):
-        _, details = run("llama", method, corpus, sparsity=0.6, allocation=allocation)
+        _, details = run("llama", method, corpus, ratio=0.6, allocation=allocation)
         requested[method] = {name: v["requested"] for name, v in details["layers"].items()}
     assert requested["random"] == requested["magnitude"]
     assert len(set(requested["random"].values())) > 1  # not uniform

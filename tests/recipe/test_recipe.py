@@ -26,12 +26,12 @@ def test_quickstart_recipe_is_valid():
 
 def test_round_trip_between_yaml_and_objects(tmp_path):
     data = {"name": "x", "model": "smollm2-135m",
-            "variants": [{"name": "mag", "stages": [{"prune": {"method": "magnitude", "sparsity": 0.3}},
+            "variants": [{"name": "mag", "stages": [{"prune": {"method": "magnitude", "ratio": 0.3}},
                                                     {"save": {}}]}]}
     recipe = parse_recipe(data)
     again = parse_recipe(recipe.to_dict())
     assert again.to_dict() == recipe.to_dict()
-    assert again.variants[0].stages[0].options.config.sparsity == 0.3
+    assert again.variants[0].stages[0].options.config.ratio == 0.3
 
 
 def test_misspelled_method_names_key_and_choices(tmp_path):
@@ -50,8 +50,8 @@ def test_misspelled_method_names_key_and_choices(tmp_path):
     ({"calibration": {"corpus": "wikii"}}, "Unknown corpus 'wikii'"),
     ({"model": "smolm2"}, "Unknown model 'smolm2'"),
     ({"variants": [{"name": "a", "stages": [{"prnue": {}}]}]}, "Unknown stage 'prnue'"),
-    ({"variants": [{"name": "a", "stages": [{"prune": {"method": "magnitude", "sparsity": 1.0}}]}]},
-     "sparsity must be in [0, 1), got 1.0"),
+    ({"variants": [{"name": "a", "stages": [{"prune": {"method": "magnitude", "ratio": 1.0}}]}]},
+     "ratio (the fraction of weights removed) must be in [0, 1), got 1.0"),
     ({"variants": [{"name": "a", "stages": [{"prune": {"method": "magnitude", "pattern": "5:4"}}]}]},
      "N=5, M=4"),
     ({"variants": [{"name": "dense", "stages": []}]}, "reserved"),
@@ -76,7 +76,7 @@ def test_overrides_set_nested_values_and_list_items():
 
 
 def test_cli_rejects_misspelled_method_fast_without_loading_weights(tmp_path):
-    path = write(tmp_path, {"variants": [{"name": "a", "stages": [{"prune": {"method": "wandaa", "sparsity": 0.5}}]}]})
+    path = write(tmp_path, {"variants": [{"name": "a", "stages": [{"prune": {"method": "wandaa", "ratio": 0.5}}]}]})
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "prunekit.cli", "run", str(path)], capture_output=True, text=True,
                           timeout=60)
@@ -88,3 +88,20 @@ def test_cli_rejects_misspelled_method_fast_without_loading_weights(tmp_path):
     assert "Traceback" not in proc.stderr
     assert elapsed < 2.0, f"took {elapsed:.2f}s"
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_old_name_of_an_option_still_works_with_a_warning_and_both_names_are_refused():
+    import warnings
+
+    from prunekit.core.typed import RenamedOptionWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stage = {"prune": {"method": "wanda", "sparsity": 0.4}}
+        recipe = parse_recipe({"variants": [{"name": "a", "stages": [stage]}]})
+    assert recipe.variants[0].stages[0].options.config.ratio == 0.4
+    assert any(issubclass(w.category, RenamedOptionWarning) and "renamed 'ratio'" in str(w.message) for w in caught)
+    assert recipe.to_dict()["variants"][0]["stages"][0]["prune"]["ratio"] == 0.4
+    with pytest.raises(ConfigError, match="both 'sparsity' and 'ratio'"):
+        parse_recipe({"variants": [{"name": "a", "stages": [{"prune": {"method": "wanda", "sparsity": 0.4,
+                                                                       "ratio": 0.4}}]}]})

@@ -17,6 +17,7 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"'{where}' must be a mapping of options, got {type(data).__name__}: {data!r}")
+    data = _renamed(cls, data, where)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [key for key in data if key not in fields]
@@ -31,6 +32,29 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{exc} (at '{where}')") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid '{where}': {exc}") from exc
+
+
+class RenamedOptionWarning(FutureWarning):
+    """An option was given by its old name (shown to users by default, unlike DeprecationWarning)."""
+
+
+def _renamed(cls: type, data: dict, where: str) -> dict:
+    """`data` with old option names (a dataclass's `RENAMED = {old: new}`) replaced by the new ones, warning once
+    per use; giving both names is an error."""
+    renamed = getattr(cls, "RENAMED", {})
+    if not any(old in data for old in renamed):
+        return data
+    import warnings
+
+    out = dict(data)
+    for old, new in renamed.items():
+        if old in out:
+            if new in out:
+                raise ConfigError(f"'{where}' gives both '{old}' and '{new}'; '{old}' is the old name of '{new}'")
+            warnings.warn(f"'{where}.{old}' is renamed '{new}' (the removed fraction has one name in every method); "
+                          f"the old name still works for now", RenamedOptionWarning, stacklevel=3)
+            out[new] = out.pop(old)
+    return out
 
 
 def coerce(hint: Any, value: Any, where: str) -> Any:

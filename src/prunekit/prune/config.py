@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..errors import ConfigError
 
@@ -25,17 +26,19 @@ def check_regexes(expressions: list[str]) -> None:
 class WeightPruneConfig:
     """Unstructured or N:M pruning of every Linear-like layer matched by `include` and not `exclude`.
 
-    sparsity: fraction of weights removed, in [0, 1). pattern: "unstructured" or "N:M" (e.g. "2:4",
-    N non-zeros kept in every M consecutive inputs). allocation: how the total is spread over layers
-    (uniform, global threshold, OWL, RD). owl_threshold / owl_lambda: OWL's M and lambda.
-    rd_samples / rd_seq_len: calibration windows (and their length) used to measure RD distortion curves.
+    ratio: fraction of weights removed, in [0, 1) (the old name `sparsity` still works). pattern:
+    "unstructured" or "N:M" (e.g. "2:4", N non-zeros kept in every M consecutive inputs). allocation: how
+    the total is spread over layers (uniform, global threshold, OWL, RD). owl_threshold / owl_lambda: OWL's M
+    and lambda. rd_samples / rd_seq_len: calibration windows (and their length) used to measure RD distortion curves.
     batch_size: calibration windows per forward pass in allocation passes. max_batch_tokens: when the
     calibration set has at most this many tokens, all windows go through a block at once and every
     layer is calibrated on the outputs of the already pruned layers before it (one pass per block);
     larger sets go in chunks, with each block's layers calibrated on the dense block (two passes).
     """
 
-    sparsity: float = 0.5
+    RENAMED: ClassVar[dict[str, str]] = {"sparsity": "ratio"}
+
+    ratio: float = 0.5
     pattern: str = "unstructured"
     allocation: str = "uniform"
     include: list[str] = field(default_factory=lambda: [".*"])
@@ -48,8 +51,8 @@ class WeightPruneConfig:
     max_batch_tokens: int = 32768
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.sparsity < 1.0:
-            raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if not 0.0 <= self.ratio < 1.0:
+            raise ConfigError(f"ratio (the fraction of weights removed) must be in [0, 1), got {self.ratio}")
         if self.pattern != "unstructured":
             _ = self.nm  # validates "N:M"
         if self.allocation not in ALLOCATIONS:

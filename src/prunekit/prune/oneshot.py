@@ -300,8 +300,8 @@ def allocate(loaded: Any, layers: list[PrunableLayer], config: WeightPruneConfig
     """Per-layer sparsity: uniform, one global threshold, OWL (per block), or RD (dynamic programming). Global
     and RD compare layers with the scores of `criterion.ranking`, from the dense model's input norms."""
     names = [layer.name for layer in layers]
-    if config.allocation == "uniform" or config.sparsity == 0:
-        return dict.fromkeys(names, config.sparsity)
+    if config.allocation == "uniform" or config.ratio == 0:
+        return dict.fromkeys(names, config.ratio)
     ranking = criterion.ranking
     norms = None
     if "norms" in ranking.statistics or config.allocation == "owl":
@@ -309,7 +309,7 @@ def allocate(loaded: Any, layers: list[PrunableLayer], config: WeightPruneConfig
                                lambda: {"norms": InputNormCollector()}, batches, config.batch_size)
     if config.allocation == "global":
         scores = {layer.name: _rank_score(layer, ranking, norms, config) for layer in layers}
-        ratios = ratios_from_masks(global_threshold_masks(scores, config.sparsity))
+        ratios = ratios_from_masks(global_threshold_masks(scores, config.ratio))
         return {name: min(ratio, MAX_LAYER_SPARSITY) for name, ratio in ratios.items()}
     if config.allocation == "owl":
         from ..allocate.owl import outlier_ratio, owl_ratios_from_outliers
@@ -321,7 +321,7 @@ def allocate(loaded: Any, layers: list[PrunableLayer], config: WeightPruneConfig
         outliers = {key: outlier_ratio([wanda_scores(x.weight_view().float(), norms[x.name]["norms"])
                                         for x in group], config.owl_threshold) for key, group in groups.items()}
         params = {key: sum(x.weight_view().numel() for x in group) for key, group in groups.items()}
-        block_ratios = owl_ratios_from_outliers(outliers, params, config.sparsity, config.owl_lambda)
+        block_ratios = owl_ratios_from_outliers(outliers, params, config.ratio, config.owl_lambda)
         return {x.name: block_ratios[key] for key, group in groups.items() for x in group}
     from .rd_curves import rd_allocation
 

@@ -66,4 +66,4 @@ def rd_allocation(loaded: Any, layers: list, config: Any, score: Callable, batch
         layer.set_weight(original)
         curves[layer.name] = torch.tensor(values)
         counts[layer.name] = original.numel()
-    return rd_ratios(curves, torch.tensor(AMOUNTS), counts, config.sparsity)
+    return rd_ratios(curves, torch.tensor(AMOUNTS), counts, config.ratio)

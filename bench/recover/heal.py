@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--loss", nargs="+", default=["ce", "fkl"], choices=["ce", "fkl", "rkl", "jsd"])
     parser.add_argument("--tokens", type=int, default=200_000)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--method", default="lora", choices=["lora", "full"])
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
@@ -47,7 +48,8 @@ def main() -> None:
             loaded = common.pruned_base(dense, base)
             before = common.perplexities(loaded)
             zeros = sum(int((p == 0).sum()) for n, p in loaded.model.named_parameters() if "layers" in n)
-            config = RecoverConfig(tokens=args.tokens, lr=args.lr, rank=args.rank, alpha=2.0 * args.rank,
+            config = RecoverConfig(method=args.method, tokens=args.tokens, lr=args.lr, rank=args.rank,
+                                   alpha=2.0 * args.rank,
                                    seq_len=args.seq_len, batch_size=args.batch, micro_batch_size=args.micro_batch,
                                    loss=loss, distill=args.distill, temperature=args.temperature,
                                    corpus=args.corpus, report_windows=0,

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -122,8 +121,9 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = HERE / "results" / f"weight_pruning-{args.suite}-{tag}.json"
-    out.write_text(json.dumps({"date": str(date.today()), "suite": args.suite, "seed": args.seed, "rows": rows},
-                              indent=1))
+    from prunekit.evaluate.records import write_record
+
+    write_record(out, {"suite": args.suite, "seed": args.seed, "rows": rows})
     print("\n| impl | method | options | PPL | prune s | actual sparsity | peak RSS GB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

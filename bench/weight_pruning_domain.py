@@ -12,7 +12,7 @@ perplexity on the evaluation split of wiki (16 windows of 1024 tokens) and of py
   python bench/weight_pruning_domain.py [--lams 0.1 1 10] [--threads 2]
   python bench/weight_pruning_domain.py --smoke      # a tiny random Llama, seconds; checks the script runs
 
-Writes bench/results/weights-domain-<sparsity>.json (the --smoke run writes to a temporary folder) with the
+Writes bench/results/weight_pruning-domain-<sparsity>.json (the --smoke run writes to a temporary folder) with the
 command line and date, and prints a Markdown table.
 """
 
@@ -22,10 +22,8 @@ import argparse
 import copy
 import json
 import os
-import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+
+from prunekit.evaluate.records import write_record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GENERAL, DOMAIN = "wiki", "python-stdlib"
@@ -125,12 +125,9 @@ def main() -> None:
                      "perplexity": perplexities(loaded, args)})
         print(json.dumps(rows[-1]), flush=True)
     folder = Path(tempfile.mkdtemp()) if args.smoke else RESULTS
-    out = folder / f"weights-domain-{'smoke' if args.smoke else f'{args.sparsity:g}'}.json"
-    payload = {"date": date.today().isoformat(), "command": " ".join(["python", *sys.argv]),
-               "torch": torch.__version__, "threads": torch.get_num_threads(), "load": os.getloadavg(),
-               "model": "tiny random llama" if args.smoke else "smollm2-135m", "args": vars(args), "rows": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1) + "\n")
+    out = folder / f"weight_pruning-domain-{'smoke' if args.smoke else f'{args.sparsity:g}'}.json"
+    write_record(out, {"model": "tiny random llama" if args.smoke else "smollm2-135m", "args": vars(args),
+                       "rows": rows})
     print(f"\nwrote {out}\n\n| variant | calibration | ppl {GENERAL} | ppl {DOMAIN} | prune s | actual sparsity |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -14,16 +14,15 @@ import sys
 import sysconfig
 import tarfile
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
 
+from prunekit.evaluate.records import bench_setup, write_record  # noqa: E402
 from prunekit.evaluate.report import markdown_table  # noqa: E402, F401  (used by the scripts)
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -44,9 +43,8 @@ Or place squaddev_v1.1.json (the official SQuAD v1.1 dev set) at {SQUAD_JSON}.""
 
 
 def setup(threads: int = 1) -> None:
-    """One torch thread: the CPUs are shared with other benchmarks."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
+    """Offline, `threads` torch threads, seed 0 (prunekit.evaluate.records.bench_setup)."""
+    bench_setup(threads)
 
 
 # -- SQuAD ---------------------------------------------------------------------------------------------
@@ -185,10 +183,5 @@ def pick_code_cases(counter: Callable[[str], int], n: int, lo: int, hi: int, see
 
 # -- output ----------------------------------------------------------------------------------------------
 def write_result(name: str, result: dict[str, Any]) -> Path:
-    """bench/results/context-<name>.json, with date, torch version and thread count added."""
-    payload = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               **result}
-    path = RESULTS / f"context-{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
-    return path
+    """bench/results/context-<name>.json with the command line, date and machine (write_record)."""
+    return write_record(RESULTS / f"context-{name}.json", result)

@@ -7,16 +7,15 @@ import copy
 import json
 import math
 import os
-import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+
+from prunekit.evaluate.records import write_record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # the one-shot models of issue 13, as BENCHMARKS.md reports them (SmolLM2-135M, 32 x 512 wiki calibration tokens)
@@ -81,10 +80,5 @@ def gap_closed(dense: float, pruned: float, recovered: float) -> float:
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:
-    """bench/results/recover-<name>.json with the date, torch version, thread count and command line."""
-    payload = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "command": " ".join(["python", *sys.argv]), "load": os.getloadavg(), **result}
-    path = RESULTS / f"recover-{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
-    return path
+    """bench/results/recover-<name>.json with the command line, date and machine (write_record)."""
+    return write_record(RESULTS / f"recover-{name}.json", result)

@@ -18,14 +18,16 @@ import time
 import _common as common
 import torch
 
+from prunekit.recover.config import LOSSES, METHODS
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", nargs="+", default=list(common.BASES), choices=list(common.BASES))
-    parser.add_argument("--loss", nargs="+", default=["ce", "fkl"], choices=["ce", "fkl", "rkl", "jsd"])
+    parser.add_argument("--loss", nargs="+", default=["ce", "fkl"], choices=LOSSES)
     parser.add_argument("--tokens", type=int, default=200_000)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--method", default="lora", choices=["lora", "full"])
+    parser.add_argument("--method", default="lora", choices=METHODS)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)

@@ -31,6 +31,9 @@ from types import SimpleNamespace
 import _common as common
 import torch
 
+from prunekit.recover.config import LOSSES
+from prunekit.train.config import SCHEDULES
+
 VARIANTS = ["incremental", "oneshot", "flap30"]
 
 
@@ -41,10 +44,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--ratio", type=float, default=0.3)
     parser.add_argument("--cycles", type=int, default=6)
     parser.add_argument("--amplitude", type=float, default=0.02)
-    parser.add_argument("--loss", default="fkl", choices=["ce", "fkl", "rkl", "jsd"])
+    parser.add_argument("--loss", default="fkl", choices=LOSSES)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--schedule", default="wsd", choices=["cosine", "wsd", "linear", "constant"])
+    parser.add_argument("--schedule", default="wsd", choices=SCHEDULES)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--micro-batch", type=int, default=2)

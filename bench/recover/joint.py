@@ -27,6 +27,9 @@ from pathlib import Path
 import _common as common
 import torch
 
+from prunekit.recover.config import LOSSES
+from prunekit.train.config import SCHEDULES
+
 VARIANTS = ["joint", "flap30"]
 RATIO = common.BASES["flap30"]["ratio"]
 
@@ -35,10 +38,10 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--tokens", type=int, default=60_000, help="T: training tokens of every variant")
-    parser.add_argument("--loss", default="fkl", choices=["ce", "fkl", "rkl", "jsd"])
+    parser.add_argument("--loss", default="fkl", choices=LOSSES)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--schedule", default="wsd", choices=["cosine", "wsd", "linear", "constant"])
+    parser.add_argument("--schedule", default="wsd", choices=SCHEDULES)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--micro-batch", type=int, default=2)

@@ -24,6 +24,8 @@ from pathlib import Path
 import _common as common
 import torch
 
+from prunekit.recover.config import LOSSES
+
 CORPORA = ["wiki", "news", "shakespeare", "python-stdlib"]
 
 
@@ -90,7 +92,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=40_000)
     parser.add_argument("--pool-factor", type=int, default=4, help="candidates = this x the windows trained on")
     parser.add_argument("--clusters", type=int, default=8)
-    parser.add_argument("--loss", default="ce", choices=["ce", "fkl", "rkl", "jsd"])
+    parser.add_argument("--loss", default="ce", choices=LOSSES)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=256)

@@ -14,20 +14,18 @@ press (its position and mask hooks active). `bench/runtime/kv.py --check` compar
 from __future__ import annotations
 
 import copy
-import json
 import os
-import sys
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from prunekit.evaluate.records import bench_setup, read_record, write_record  # noqa: E402
 from prunekit.evaluate.report import markdown_table  # noqa: E402, F401  (used by the scripts)
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -36,9 +34,8 @@ NEEDLE_SEED = 0
 
 
 def setup(threads: int = 1) -> None:
-    """One torch thread outside timing runs: the 2 CPUs are shared with other benchmarks."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
+    """Offline, `threads` torch threads, seed 0 (prunekit.evaluate.records.bench_setup)."""
+    bench_setup(threads)
 
 
 def load_model():
@@ -50,18 +47,12 @@ def load_model():
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:
-    """bench/results/runtime-<name>.json, with date, torch version and thread count added."""
-    payload = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "command": " ".join(["python", *sys.argv]), **result}
-    path = RESULTS / f"runtime-{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
-    return path
+    """bench/results/runtime-<name>.json with the command line, date and machine (write_record)."""
+    return write_record(RESULTS / f"runtime-{name}.json", result)
 
 
 def read_result(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"runtime-{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_record(RESULTS / f"runtime-{name}.json")
 
 
 def chosen_length(default: int = 2048) -> int:

@@ -40,9 +40,9 @@ from _common import (
 )
 
 from prunekit.evaluate.needle import greedy_generate
-from prunekit.runtime import H2OPress, KeyNormPress, SnapKVPress, StreamingLLMPress
+from prunekit.runtime import H2OPress, registry
 
-PRESSES = {"streamingllm": StreamingLLMPress, "h2o": H2OPress, "snapkv": SnapKVPress, "knorm": KeyNormPress}
+PRESSES = {entry.name: registry.PRESSES.load(entry.name) for entry in registry.PRESSES.entries() if entry.kind == "kv"}
 VARIANTS = {"h2o-norecent": (H2OPress, {"recent_fraction": 0.0})}  # accumulated attention only (pre-fix default)
 RATIOS = [0.25, 0.5, 0.75]
 STEPS = 8

@@ -33,9 +33,9 @@ from _common import (
 
 from prunekit.evaluate.efficiency import interleaved_medians
 from prunekit.evaluate.needle import evaluate_needle
-from prunekit.runtime import H2OPress, HipPress, KeyNormPress, SnapKVPress, StreamingLLMPress
+from prunekit.runtime import HipPress, registry
 
-KV = {"streamingllm": StreamingLLMPress, "h2o": H2OPress, "snapkv": SnapKVPress, "knorm": KeyNormPress}
+KV = {entry.name: registry.PRESSES.load(entry.name) for entry in registry.PRESSES.entries() if entry.kind == "kv"}
 COLORS = {"streamingllm": "tab:blue", "h2o": "tab:orange", "snapkv": "tab:green", "knorm": "tab:red",
           "lazyllm": "tab:purple", "lazyllm+wp": "tab:pink", "hip": "tab:brown", "dense": "black"}
 
@@ -107,10 +107,10 @@ def plot(length: int, extra: dict, min_samples: int = 5) -> dict:
             axes[1].scatter(ratio, acc, color=color)
             if family.startswith("lazyllm") or family == "hip":
                 axes[1].annotate(label.replace("LazyLLM ", ""), (ratio, acc), fontsize=7)
-    for family in ("streamingllm", "h2o", "snapkv", "knorm"):
+    for family in KV:
         line = sorted((p[2], p[4]) for p in points if p[0] == family)
         if line:
-            axes[0].plot(*zip(*line, strict=True), color=COLORS[family], alpha=0.5)
+            axes[0].plot(*zip(*line, strict=True), color=COLORS.get(family, "gray"), alpha=0.5)
     axes[0].set_xlabel("kept tokens / prompt (KV: cache entries; LazyLLM: mean per layer; HiP: keys per query)")
     axes[0].set_ylabel(f"needle accuracy ({length} tokens)")
     axes[1].set_xlabel("time to first token / dense (CPU, 2 threads, interleaved medians)")

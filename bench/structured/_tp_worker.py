@@ -7,12 +7,9 @@ import copy
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch_pruning as tp
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nets import efficientnet_lite0, resnet56  # noqa: E402
 
 

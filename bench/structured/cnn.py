@@ -22,21 +22,20 @@ import copy
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
 import torch
+from nets import efficientnet_lite0, resnet56
+
+from prunekit.evaluate.records import write_record
+from prunekit.graph import DependencyGraph
+from prunekit.models import LoadedModel
+from prunekit.prune.structured import StructuredPruneConfig, prune_structured
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from nets import efficientnet_lite0, resnet56  # noqa: E402
-
-from prunekit.graph import DependencyGraph  # noqa: E402
-from prunekit.models import LoadedModel  # noqa: E402
-from prunekit.prune.structured import StructuredPruneConfig, prune_structured  # noqa: E402
 
 MODELS = {"resnet56": (resnet56, 32, 32), "efficientnet_lite0": (efficientnet_lite0, 224, 8)}
 
@@ -185,7 +184,7 @@ def main() -> None:
             for m in args.models]
     result = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": args.threads, "rows": rows}
     out = HERE.parent / "results" / args.out
-    out.write_text(json.dumps(result, indent=1))
+    write_record(out, result)
     for r in rows:
         tp = ""
         if "macs_tp" in r:

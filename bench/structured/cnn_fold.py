@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import sys
 from datetime import date
 from pathlib import Path
 
 import torch
+from cnn import MODELS, dense_and_pruned, forward_with_hooks, latency, macs
 from torch import nn
 
+from prunekit.evaluate.records import write_record
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from cnn import MODELS, dense_and_pruned, forward_with_hooks, latency, macs  # noqa: E402
 
 
 def conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
@@ -96,7 +95,7 @@ def main() -> None:
               f"{ms['pruned_folded']:.1f} ms ({row['folded_over_macs_reduction']:.3f})", flush=True)
     result = {"date": date.today().isoformat(), "torch": torch.__version__, "model": args.model,
               "threads": args.threads, "macs_reduction": reduction, "max_abs_error": error, "rows": rows}
-    (HERE.parent / "results" / f"structured-cnn-fold-{args.model}.json").write_text(json.dumps(result, indent=1))
+    write_record((HERE.parent / "results" / f"structured-cnn-fold-{args.model}.json"), result)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import sys
 from datetime import date
 from pathlib import Path
 
 import torch
+from cnn import MODELS, dense_and_pruned, latency, macs
+
+from prunekit.evaluate.records import write_record
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from cnn import MODELS, dense_and_pruned, latency, macs  # noqa: E402
 
 
 def timed_models(dense: torch.nn.Module, pruned: torch.nn.Module, modes: list[str]) -> dict:
@@ -78,7 +77,7 @@ def main() -> None:
             for name, table in result["operators"][batch].items():
                 print(name, ", ".join(f"{r['op']} {r['self_ms']:.1f} ms" for r in table), flush=True)
     out = HERE.parent / "results" / f"structured-cnn-profile-{args.model}.json"
-    out.write_text(json.dumps(result, indent=1))
+    write_record(out, result)
 
 
 if __name__ == "__main__":

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
-import sys
 import time
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
 import torch
+from cnn import MODELS, dense_and_pruned, forward_with_hooks
 from torch import nn
 
+from prunekit.evaluate.records import write_record
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from cnn import MODELS, dense_and_pruned, forward_with_hooks  # noqa: E402
 
 SETTINGS = {  # name -> (memory format, oneDNN on)
     "onednn_channels_last": (torch.channels_last, True),
@@ -136,7 +135,7 @@ def main() -> None:
     result = {"date": date.today().isoformat(), "torch": torch.__version__, "model": args.model, "batch": args.batch,
               "threads": args.threads, "repeats": args.repeats, "summary": summary, "layers": layers}
     out = HERE.parent / "results" / f"structured-conv-ceiling-{args.model}-b{args.batch}-t{args.threads}.json"
-    out.write_text(json.dumps(result, indent=1))
+    write_record(out, result)
 
 
 if __name__ == "__main__":

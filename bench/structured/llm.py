@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from datetime import date
 from pathlib import Path
 
 import torch
 
 from prunekit.evaluate.efficiency import interleaved_medians, macs_per_token
+from prunekit.evaluate.records import write_record
 from prunekit.graph import DependencyGraph
 from prunekit.models import load
 from prunekit.prune.structured import StructuredPruneConfig, prune_structured
@@ -65,7 +65,7 @@ def main() -> None:
               "round_to": args.round_to, "params": [report["params_before"], report["params_after"]],
               "prune_seconds": report["graph_seconds"] + report["score_seconds"] + report["prune_seconds"],
               "widths_layer0": {k: v for k, v in widths.items() if ".layers.0." in k}, "rows": rows}
-    (HERE.parent / "results" / "structured-llm.json").write_text(json.dumps(result, indent=1))
+    write_record((HERE.parent / "results" / "structured-llm.json"), result)
     print(f"params {report['params_before'] / 1e6:.1f}M -> {report['params_after'] / 1e6:.1f}M, "
           f"prune {result['prune_seconds']:.2f}s, layer 0 {result['widths_layer0']}")
     for r in rows:

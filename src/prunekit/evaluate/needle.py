@@ -28,11 +28,12 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
 
-TEMPLATES = ("chat", "chat_plain", "plain")
+Template = Literal["chat", "chat_plain", "plain"]
+TEMPLATES = get_args(Template)
 NAMES = (
     "Alice", "Bruno", "Chen", "Dalia", "Emeka", "Freya", "Gustav", "Hana", "Ivan", "Jamal", "Keiko", "Lars",
     "Maya", "Nikos", "Olga", "Pedro", "Quinn", "Rosa", "Samir", "Tala", "Umar", "Vera", "Wei", "Ximena",
@@ -76,7 +77,7 @@ class NeedleConfig:
     samples: int = 4  # per (length, depth) cell
     seed: int = 0
     corpus: str = "wiki"
-    template: str = "chat"
+    template: Template = "chat"
     max_new_tokens: int = 8
 
     def __post_init__(self) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 from ..errors import ConfigError
 
-ALLOCATIONS = ("uniform", "global", "owl", "rd")
+WeightAllocation = Literal["uniform", "global", "owl", "rd"]
+ALLOCATIONS = get_args(WeightAllocation)
 DEFAULT_EXCLUDE = [r"(^|\.)lm_head$", r"embed", r"(^|\.)wte$", r"(^|\.)wpe$"]
 
 
@@ -40,7 +41,7 @@ class WeightPruneConfig:
 
     ratio: float = 0.5
     pattern: str = "unstructured"
-    allocation: str = "uniform"
+    allocation: WeightAllocation = "uniform"
     include: list[str] = field(default_factory=lambda: [".*"])
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     owl_threshold: float = 5.0

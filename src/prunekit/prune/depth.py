@@ -11,11 +11,12 @@ Importable without torch (the config is read when a recipe is validated).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
 
-ORDERS = ("angular", "random", "last")
+Order = Literal["angular", "random", "last"]
+ORDERS = get_args(Order)
 
 
 @dataclass
@@ -25,7 +26,7 @@ class DepthPruneConfig:
     seed: for "random". batch_size: calibration windows per forward (angular)."""
 
     blocks: float = 0.25
-    order: str = "angular"
+    order: Order = "angular"
     seed: int = 0
     batch_size: int = 4
 

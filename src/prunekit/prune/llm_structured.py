@@ -29,15 +29,18 @@ Importable without torch (the config is read when a recipe is validated).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
+from .structured import HEAD_MODES, HeadMode
 from .unit_allocation import allocate_units
 
-CRITERIA = ("flap", "maw", "vow", "pon", "cfsp", "act-norm", "l2")
+Criterion = Literal["flap", "maw", "vow", "pon", "cfsp", "act-norm", "l2"]
+CRITERIA = get_args(Criterion)
 GLU_ONLY = ("maw", "vow", "pon", "cfsp", "act-norm")
 NEEDS_ACTIVATIONS = ("flap", "cfsp", "act-norm")
-ALLOCATIONS = ("global", "uniform", "angular")
+UnitAllocation = Literal["global", "uniform", "angular"]
+ALLOCATIONS = get_args(UnitAllocation)
 SCOPES = ("mlp", "heads")
 
 
@@ -52,13 +55,13 @@ class LLMStructuredConfig:
     fraction of the mean Gram diagonal. batch_size: calibration windows per forward."""
 
     ratio: float = 0.2
-    criterion: str = "flap"
-    allocation: str = "global"
+    criterion: Criterion = "flap"
+    allocation: UnitAllocation = "global"
     bias_compensation: bool = True
     refit: bool = False
     scale_tuning: bool = False
     scope: list[str] | None = None
-    head_mode: str = "kv"
+    head_mode: HeadMode = "kv"
     max_layer_ratio: float = 0.9
     min_keep: float = 0.05
     damp: float = 0.01
@@ -69,7 +72,7 @@ class LLMStructuredConfig:
             raise ConfigError(f"ratio must be in [0, 1), got {self.ratio}")
         for name, value, choices in (("criterion", self.criterion, CRITERIA),
                                      ("allocation", self.allocation, ALLOCATIONS),
-                                     ("head_mode", self.head_mode, ("kv", "q"))):
+                                     ("head_mode", self.head_mode, HEAD_MODES)):
             if value not in choices:
                 raise ConfigError(f"Unknown {name} '{value}'. Valid choices: {', '.join(choices)}.")
         if self.scope is not None:

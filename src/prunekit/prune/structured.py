@@ -8,15 +8,18 @@ Importable without torch (the config is read when a recipe is validated); the wo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
 
 CRITERIA = ("l1", "l2", "taylor", "random")
-TARGETS = ("channels", "params", "macs")
+Target = Literal["channels", "params", "macs"]
+TARGETS = get_args(Target)
 SCOPES = ("mlp", "heads", "channels")
-ALLOCATIONS = ("uniform", "global")
-HEAD_MODES = ("kv", "q")
+Allocation = Literal["uniform", "global"]
+ALLOCATIONS = get_args(Allocation)
+HeadMode = Literal["kv", "q"]
+HEAD_MODES = get_args(HeadMode)
 
 
 @dataclass
@@ -33,12 +36,12 @@ class StructuredPruneConfig:
     """
 
     ratio: float = 0.3
-    target: str = "channels"
+    target: Target = "channels"
     scope: list[str] = field(default_factory=lambda: ["mlp", "heads"])
-    allocation: str = "uniform"
+    allocation: Allocation = "uniform"
     max_layer_ratio: float = 0.9
     round_to: int = 1
-    head_mode: str = "kv"
+    head_mode: HeadMode = "kv"
     batch_size: int = 4
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..prune.structured import HeadMode
 
 SCOPES = ("heads", "mlp")
 MAX_SPARSITY = 0.99  # the paper's clip of s_l
@@ -57,7 +58,7 @@ class IncrementalPruneConfig:
     tokens: int = 10_000
     recover: dict[str, Any] = field(default_factory=dict)
     scope: list[str] = field(default_factory=lambda: list(SCOPES))
-    head_mode: str = "kv"
+    head_mode: HeadMode = "kv"
     batch_size: int = 4
 
     def __post_init__(self) -> None:

@@ -9,25 +9,17 @@ Presses: SnapKV, StreamingLLM and key norm at compression ratio 0.5; LazyLLM {8:
 last 32 kept); HiP defaults; DELTA with a budget of a quarter of the shortest prompt. The SQuAD data come from the
 bigbench sdist (see bench/context/_common.py for how to get it).
 
-  python bench/runtime/longqa.py [--n 40] [--n-other 6] [--seed 0]
+  python bench/context/longqa.py [--n 40] [--n-other 6] [--seed 0]
 Writes bench/results/runtime-longqa.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import sys
 import time
-from datetime import date
-from pathlib import Path
 
-CONTEXT_BENCH = Path(__file__).resolve().parents[1] / "context"
-sys.path.insert(0, str(CONTEXT_BENCH))  # its _common (SQuAD) and squad (reader) modules
-
-import torch  # noqa: E402
-from _common import (  # noqa: E402
+from _common import (
     RESULTS,
     exact_match,
     markdown_table,
@@ -37,10 +29,11 @@ from _common import (  # noqa: E402
     squad_f1,
     squad_questions,
 )
-from squad import answer  # noqa: E402
+from squad import answer
 
-from prunekit.models import load  # noqa: E402
-from prunekit.runtime import make_press  # noqa: E402
+from prunekit.evaluate.records import write_record
+from prunekit.models import load
+from prunekit.runtime import make_press
 
 
 def presses(delta_budget: int) -> dict:
@@ -85,12 +78,9 @@ def main() -> None:
     table = markdown_table(["config", "F1", "EM", "F1 - dense"], rows)
     print(f"{args.n} questions, context {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})")
     print(table)
-    out = RESULTS / "runtime-longqa.json"
-    out.write_text(json.dumps({"date": date.today().isoformat(), "torch": torch.__version__,
-                               "command": " ".join(["python", *sys.argv]), "n": args.n, "n_other": args.n_other,
-                               "seed": args.seed, "context_tokens": lengths, "scores": scores, "table": table,
-                               "seconds": round(time.perf_counter() - start)}, indent=1) + "\n")
-
+    write_record(RESULTS / "runtime-longqa.json", {
+        "n": args.n, "n_other": args.n_other, "seed": args.seed, "context_tokens": lengths, "scores": scores,
+        "table": table, "seconds": round(time.perf_counter() - start)})
 
 if __name__ == "__main__":
     main()

@@ -24,24 +24,19 @@ def main() -> None:
     from prunekit.evaluate.perplexity import perplexity_of_windows
     from prunekit.methods import METHODS
     from prunekit.models import load
+    from prunekit.prune.inputs import PruneInputs
 
     data = torch.load(args.data)
     calibration = data["calibration"][: args.samples] if args.samples else data["calibration"]
     loaded = load(args.model_dir)
 
-    class Context:  # the same calibration windows as the peer gets
-        def calibration(self, _tokenizer):
-            return calibration
-
-        class recipe:  # noqa: N801
-            class calibration:  # noqa: N801
-                seed = 0
+    inputs = PruneInputs(calibration=lambda _tokenizer: calibration, seed=0)  # the windows the peer gets
 
     result = {"impl": "prunekit", "method": args.method, "options": json.loads(args.options)}
     if args.method != "dense":
         config = from_dict(METHODS.get(args.method).config, json.loads(args.options), args.method)
         start = time.perf_counter()
-        details = METHODS.load(args.method)(loaded, config, Context(), method=args.method)
+        details = METHODS.load(args.method)(loaded, config, inputs, method=args.method)
         result["prune_seconds"] = time.perf_counter() - start
         result["actual_sparsity"] = details["actual_sparsity"]
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

@@ -80,7 +80,7 @@ def prune(dense: Any, method: str, corpus: str, options: dict, args: argparse.Na
                                            "seed": args.seed}})
     config = from_dict(METHODS.get(method).config, options, method)
     start = time.perf_counter()
-    details = METHODS.load(method)(loaded, config, RunContext(recipe, None), method=method)
+    details = METHODS.load(method)(loaded, config, RunContext(recipe, None).inputs(), method=method)
     return loaded, {"prune_seconds": time.perf_counter() - start, "actual_sparsity": details["actual_sparsity"]}
 
 

@@ -26,7 +26,6 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import _common as common
 import torch
@@ -83,10 +82,12 @@ def setup(args: argparse.Namespace):
         dense = load("smollm2-135m")
         perplexities = common.perplexities
     windows = calibration_windows(dense.tokenizer, "wiki", args.calib_samples, args.calib_len, args.seed)
-    return dense, perplexities, SimpleNamespace(calibration=lambda _tokenizer: windows, dense=dense)
+    from prunekit.prune.inputs import PruneInputs
+
+    return dense, perplexities, PruneInputs(calibration=lambda _tokenizer: windows, seed=args.seed, dense=dense)
 
 
-def run_variant(variant: str, dense, perplexities, ctx, args, opts: dict, per_cycle: int) -> dict:
+def run_variant(variant: str, dense, perplexities, inputs, args, opts: dict, per_cycle: int) -> dict:
     """Prune and train one variant; returns its result row."""
     from prunekit.core.typed import from_dict
     from prunekit.prune.unit_allocation import non_embedding_params
@@ -101,16 +102,16 @@ def run_variant(variant: str, dense, perplexities, ctx, args, opts: dict, per_cy
     if variant == "incremental":
         config = IncrementalPruneConfig(ratio=args.ratio, step_ratio=args.ratio / args.cycles,
                                         amplitude=args.amplitude, tokens=per_cycle, recover=opts)
-        report = prune_incremental(loaded := common.fresh_copy(dense), config, ctx, method="incremental")
+        report = prune_incremental(loaded := common.fresh_copy(dense), config, inputs, method="incremental")
         row.update(prune_seconds=report["prune_seconds"], train_seconds=report["train_seconds"],
                    tokens=report["tokens"], per_cycle=cycle_rows(report))
     else:
         if variant == "oneshot":
             config = IncrementalPruneConfig(ratio=args.ratio, step_ratio=args.ratio, substeps=args.cycles,
                                             amplitude=args.amplitude, tokens=0)
-            report = prune_incremental(loaded := common.fresh_copy(dense), config, ctx, method="incremental")
+            report = prune_incremental(loaded := common.fresh_copy(dense), config, inputs, method="incremental")
         else:
-            report, loaded = flap_base(dense, ctx, args)
+            report, loaded = flap_base(dense, inputs, args)
         prune_seconds = time.perf_counter() - start
         row["before"] = perplexities(loaded)
         details = recover(loaded, from_dict(RecoverConfig, {**opts, "tokens": total}, "recover"), teacher=teacher)
@@ -125,7 +126,7 @@ def run_variant(variant: str, dense, perplexities, ctx, args, opts: dict, per_cy
     return row
 
 
-def flap_base(dense, ctx, args):
+def flap_base(dense, inputs, args):
     """(report, model) of FLAP 30%: the cached SmolLM2 base of heal.py (report {}: its pruning time is not
     measured here), or pruned here for --smoke."""
     from prunekit.prune.llm_structured import LLMStructuredConfig, prune_llm_structured
@@ -136,7 +137,7 @@ def flap_base(dense, ctx, args):
     if not args.smoke:
         return {}, common.pruned_base(dense, "flap30")
     loaded = common.fresh_copy(dense)
-    return prune_llm_structured(loaded, LLMStructuredConfig(**options), ctx, method="llm-structured"), loaded
+    return prune_llm_structured(loaded, LLMStructuredConfig(**options), inputs, method="llm-structured"), loaded
 
 
 def cycle_rows(report: dict) -> list[dict]:
@@ -159,7 +160,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.smoke:
         common.RESULTS = Path(tempfile.mkdtemp(prefix="prunekit-bench-smoke-"))
-    dense, perplexities, ctx = setup(args)
+    dense, perplexities, inputs = setup(args)
     dense_ppl = perplexities(dense) if args.smoke else common.dense_perplexities(dense)
     per_step = args.batch * args.seq_len
     per_cycle = max(1, round(args.tokens / args.cycles / per_step)) * per_step  # equal totals in every variant
@@ -169,7 +170,7 @@ def main() -> None:
             "checkpoint_every": 0, "seed": args.seed}
     rows = []
     for variant in args.variants:
-        row = run_variant(variant, dense, perplexities, ctx, args, opts, per_cycle)
+        row = run_variant(variant, dense, perplexities, inputs, args, opts, per_cycle)
         row["gap_to_dense"] = {c: math.log(row["after"][c]) - math.log(dense_ppl[c]) for c in row["after"]}
         if "before" in row:
             row["gap_closed"] = {c: common.gap_closed(dense_ppl[c], row["before"][c], row["after"][c])

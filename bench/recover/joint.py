@@ -86,7 +86,7 @@ def run_joint(dense, args, corpus: str, perplexities) -> dict:
                               penalty=args.penalty, penalty_weight=args.penalty_weight, ramp=args.ramp,
                               mask_lr=args.mask_lr, train=train_options(args, corpus))
     start = time.perf_counter()
-    report = prune_joint(loaded, config, None, method="joint-lora", teacher=dense if args.loss != "ce" else None)
+    report = prune_joint(loaded, config, method="joint-lora", teacher=dense if args.loss != "ce" else None)
     wall = time.perf_counter() - start
     return {"config": {k: v for k, v in vars(config).items()}, "achieved": removed_ratio(dense, loaded),
             "achieved_reported": report["achieved"], "after": perplexities(loaded), "train_seconds":
@@ -129,7 +129,7 @@ def smoke_setup():
     dense.tokenizer = CharTokenizer(256)
     base = common.fresh_copy(dense)
     options = {k: v for k, v in common.BASES["flap30"].items() if k != "method"}
-    prune_llm_structured(base, LLMStructuredConfig(**options), None, method="llm-structured",
+    prune_llm_structured(base, LLMStructuredConfig(**options), method="llm-structured",
                          windows=calibration_windows(dense.tokenizer, str(corpus), 4, 32))
 
     def perplexities(loaded):

@@ -49,7 +49,7 @@ def ours(dense: torch.nn.Module, size: int, ratio: float, repeats: int) -> tuple
     seconds, report, model = [], None, None
     for _ in range(repeats):
         model = copy.deepcopy(dense)
-        report = prune_structured(LoadedModel(model, None, None, "cnn"), config, None, method="l2",
+        report = prune_structured(LoadedModel(model, None, None, "cnn"), config, method="l2",
                                   example_inputs=torch.randn(1, 3, size, size))
         seconds.append(report["graph_seconds"] + report["score_seconds"] + report["prune_seconds"])
     return model, report, seconds

@@ -39,7 +39,7 @@ def main() -> None:
     pruned.model = copy.deepcopy(dense.model)
     pruned.adapter = type(dense.adapter)(pruned.model)
     config = StructuredPruneConfig(ratio=args.ratio, scope=["mlp", "heads"], round_to=args.round_to)
-    report = prune_structured(pruned, config, None, method="l2")
+    report = prune_structured(pruned, config, method="l2")
     widths = {k: (v["before"], v["after"]) for k, v in report["layers"].items()}
     rows = []
     for length in args.lengths:

@@ -74,7 +74,7 @@ def prune_width(dense, data, name: str, ratio: float):
     loaded = fresh_copy(dense)
     config = LLMStructuredConfig(ratio=ratio, batch_size=4, **WIDTH[name])
     start = time.perf_counter()
-    report = prune_llm_structured(loaded, config, None, method="llm-structured", windows=data["calibration"])
+    report = prune_llm_structured(loaded, config, method="llm-structured", windows=data["calibration"])
     return loaded, report, time.perf_counter() - start
 
 
@@ -117,7 +117,7 @@ def depth(dense, data, results: dict) -> None:
         if name in rows:
             continue
         loaded = fresh_copy(dense)
-        report = prune_depth(loaded, DepthPruneConfig(blocks=0.25, **options), None, method="depth",
+        report = prune_depth(loaded, DepthPruneConfig(blocks=0.25, **options), method="depth",
                              windows=data["calibration"])
         ppl = perplexity_of_windows(loaded.model, data["evaluation"])
         rows[name] = {"perplexity": ppl, "removed": report["removed"], "blocks_after": report["blocks_after"],

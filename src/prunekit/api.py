@@ -47,7 +47,7 @@ def prune(model: Any, method: str, *, calibration: dict | None = None, **options
     config = from_dict(entry.config, options, method)
     loaded = model if isinstance(model, LoadedModel) else load(model)
     recipe = parse_recipe({"model": loaded.source or "smollm2-135m", "calibration": calibration or {}})
-    details = METHODS.load(method)(loaded, config, RunContext(recipe, Path(".")), method=method)
+    details = METHODS.load(method)(loaded, config, RunContext(recipe, Path(".")).inputs(), method=method)
     return loaded, details
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .prune.inputs import PruneInputs
 from .recipe import Recipe
 from .utils.paths import atomic_directory
 from .utils.progress import log
@@ -44,6 +45,10 @@ class RunContext:
             cal = self.recipe.calibration
             self._calibration = calibration_windows(tokenizer, cal.corpus, cal.samples, cal.seq_len, cal.seed)
         return self._calibration
+
+    def inputs(self) -> PruneInputs:
+        """What a pruning method reads from this run: its calibration source and seed, and the dense model."""
+        return PruneInputs(calibration=self.calibration, seed=self.recipe.calibration.seed, dense=self.dense)
 
 
 def resolve_output(recipe: Recipe, output: str | None, overwrite: bool) -> Path:
@@ -104,7 +109,7 @@ def run_stage(stage: Any, loaded: Any, ctx: RunContext, variant: str) -> dict:
     start = time.perf_counter()
     if stage.kind == "prune":
         log(f"  prune: {stage.options.method}")
-        details = METHODS.load(stage.options.method)(loaded, stage.options.config, ctx,
+        details = METHODS.load(stage.options.method)(loaded, stage.options.config, ctx.inputs(),
                                                      method=stage.options.method)
         ctx.extras.setdefault(("plan", variant), []).append(
             {"stage": stage.to_dict(), "layers": details.get("layers", {}), "plan": details.get("plan")})

@@ -24,7 +24,7 @@ IDS = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(0))
 
 
 @pytest.fixture(scope="module")
-def run_context(tmp_path_factory):
+def prune_inputs(tmp_path_factory):
     from prunekit.pipeline import RunContext
     from prunekit.recipe import parse_recipe
 
@@ -33,7 +33,7 @@ def run_context(tmp_path_factory):
     ctx = RunContext(parse_recipe({"calibration": {"corpus": str(corpus), "samples": 4, "seq_len": 32}}),
                      tmp_path_factory.mktemp("out"))
     ctx.dense = _model()
-    return ctx
+    return ctx.inputs()
 
 
 def _model():
@@ -47,13 +47,13 @@ def _hooks(model) -> int:
 
 
 @pytest.fixture(scope="module")
-def pruned(run_context):
+def pruned(prune_inputs):
     """{method: (LoadedModel, report)} with default options."""
     out = {}
     for name in NAMES:
         loaded = _model()
         config = from_dict(METHODS.get(name).config, {}, name)
-        out[name] = loaded, METHODS.load(name)(loaded, config, run_context, method=name)
+        out[name] = loaded, METHODS.load(name)(loaded, config, prune_inputs, method=name)
     return out
 
 
@@ -99,12 +99,12 @@ class Boom(RuntimeError):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_failure_inside_leaves_no_hooks_behind(run_context, name):
+def test_a_failure_inside_leaves_no_hooks_behind(prune_inputs, name):
     loaded = _model()
     handle = loaded.model.model.layers[-1].register_forward_hook(lambda *_: (_ for _ in ()).throw(Boom()))
     config = from_dict(METHODS.get(name).config, {}, name)
     try:
-        METHODS.load(name)(loaded, config, run_context, method=name)
+        METHODS.load(name)(loaded, config, prune_inputs, method=name)
     except Boom:
         pass  # methods that run the model fail here; data-free ones finish
     handle.remove()

@@ -85,7 +85,7 @@ def test_residual_stream_group_spans_embeddings_norms_and_head():
 
 def prune(family, **options):
     loaded = tiny_loaded(family)
-    report = prune_structured(loaded, StructuredPruneConfig(**options), None, method="l2")
+    report = prune_structured(loaded, StructuredPruneConfig(**options), method="l2")
     return loaded, report
 
 

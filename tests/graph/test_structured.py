@@ -74,7 +74,7 @@ def test_taylor_through_the_glue_matches_a_manual_gradient():
     loaded = tiny_loaded("llama")
     reference = copy.deepcopy(loaded.model)
     batches = [IDS]
-    report = prune_structured(loaded, StructuredPruneConfig(ratio=0.25, scope=["mlp"]), None, method="taylor",
+    report = prune_structured(loaded, StructuredPruneConfig(ratio=0.25, scope=["mlp"]), method="taylor",
                               batches=batches)
     mlp = reference.model.layers[0].mlp
     grads = accumulate_gradients(reference, batches, causal_lm_loss)
@@ -84,11 +84,11 @@ def test_taylor_through_the_glue_matches_a_manual_gradient():
     assert report["plan"][0]["group"] == "model.layers.0.mlp.gate_proj:out"
     assert sorted(pruned) == sorted(torch.argsort(score)[:32].tolist())
     with pytest.raises(ConfigError, match="taylor needs calibration data"):
-        prune_structured(tiny_loaded("llama"), StructuredPruneConfig(), None, method="taylor")
+        prune_structured(tiny_loaded("llama"), StructuredPruneConfig(), method="taylor")
 
 
 def test_random_is_reproducible_and_differs_from_l2():
-    plans = [prune_structured(tiny_loaded("llama"), StructuredPruneConfig(ratio=0.5, scope=["mlp"]), None,
+    plans = [prune_structured(tiny_loaded("llama"), StructuredPruneConfig(ratio=0.5, scope=["mlp"]),
                               method=m)["plan"] for m in ("random", "random", "l2")]
     assert plans[0] == plans[1] and plans[0] != plans[2]
 
@@ -98,7 +98,7 @@ def test_random_is_reproducible_and_differs_from_l2():
 def test_parameter_and_mac_targets_are_reached(target, allocation):
     loaded = tiny_loaded("llama", layers=3)
     config = StructuredPruneConfig(ratio=0.2, target=target, allocation=allocation, scope=["mlp"])
-    report = prune_structured(loaded, config, None, method="l1")
+    report = prune_structured(loaded, config, method="l1")
     removed = 1 - report[f"{target}_after"] / report[f"{target}_before"]
     assert removed == pytest.approx(report["achieved"], abs=1e-6)
     assert 0.2 <= removed < 0.21  # MLP units are fine-grained: the smallest step that reaches the target
@@ -111,20 +111,20 @@ def test_global_allocation_respects_the_layer_ceiling_and_round_to():
         for w in (mlp.gate_proj.weight[:100], mlp.up_proj.weight[:100], mlp.down_proj.weight[:, :100]):
             w.mul_(0.01)
     config = StructuredPruneConfig(ratio=0.5, allocation="global", max_layer_ratio=0.6, round_to=8, scope=["mlp"])
-    report = prune_structured(loaded, config, None, method="l2")
+    report = prune_structured(loaded, config, method="l2")
     afters = [v["after"] for v in report["layers"].values()]
     assert afters[0] == 56  # at most floor(0.6 * 128) = 76 removed -> 52 kept, rounded up to a multiple of 8
     assert all(a % 8 == 0 for a in afters) and afters[1] > 56 and afters[2] > 56
     assert sum(128 - a for a in afters) >= 0.5 * 3 * 128
     with pytest.raises(ConfigError, match="cannot be reached.*at most"):
         prune_structured(tiny_loaded("llama"), StructuredPruneConfig(ratio=0.95, target="params", scope=["mlp"]),
-                         None, method="l2")
+                         method="l2")
 
 
 def test_plan_is_json_and_replays_on_a_fresh_model():
     loaded = tiny_loaded("qwen2")
     fresh = copy.deepcopy(loaded.model)
-    report = prune_structured(loaded, StructuredPruneConfig(ratio=0.3, head_mode="q"), None, method="l2")
+    report = prune_structured(loaded, StructuredPruneConfig(ratio=0.3, head_mode="q"), method="l2")
     plan = json.loads(json.dumps(report["plan"]))
     assert {e["kind"] for e in plan} == {"mlp", "heads"}
     apply_plan(fresh, plan)
@@ -137,15 +137,15 @@ def test_no_group_in_scope_is_an_error():
     cnn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
     loaded = LoadedModel(cnn, None, None, "cnn")
     with pytest.raises(ConfigError, match=r"No prunable groups of kinds \['mlp', 'heads'\].*it has: channels"):
-        prune_structured(loaded, StructuredPruneConfig(), None, method="l2", example_inputs=torch.randn(1, 3, 8, 8))
-    report = prune_structured(loaded, StructuredPruneConfig(ratio=0.5, scope=["channels"]), None, method="l1",
+        prune_structured(loaded, StructuredPruneConfig(), method="l2", example_inputs=torch.randn(1, 3, 8, 8))
+    report = prune_structured(loaded, StructuredPruneConfig(ratio=0.5, scope=["channels"]), method="l1",
                               example_inputs=torch.randn(1, 3, 8, 8))
     assert cnn[0].out_channels == 4 and report["layers"]["0:out"] == {**report["layers"]["0:out"], "after": 4}
     assert DependencyGraph.build(cnn, torch.randn(1, 3, 8, 8)).estimate({})["macs"] == report["macs_after"]
 
 
 def test_round_to_rounds_channels_not_heads():
-    report = prune_structured(tiny_loaded("llama"), StructuredPruneConfig(ratio=0.25, round_to=16), None, method="l2")
+    report = prune_structured(tiny_loaded("llama"), StructuredPruneConfig(ratio=0.25, round_to=16), method="l2")
     afters = {v["kind"]: v["after"] for v in report["layers"].values()}
     assert afters == {"mlp": 96, "heads": 1}
 
@@ -164,5 +164,5 @@ def test_recipe_options_and_taylor_on_the_run_calibration(tmp_path):
     loaded = tiny_loaded("llama")
     loaded.tokenizer = CharTokenizer()
     ctx = RunContext(parse_recipe({"calibration": {"corpus": str(corpus), "samples": 4, "seq_len": 16}}), None)
-    report = prune_structured(loaded, config, ctx, method="structured-taylor")
+    report = prune_structured(loaded, config, ctx.inputs(), method="structured-taylor")
     assert report["criterion"] == "taylor" and all(v["after"] == 96 for v in report["layers"].values())

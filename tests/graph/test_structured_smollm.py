@@ -21,7 +21,7 @@ def test_uneven_widths_save_reload_and_generate_identically(smollm, tmp_path):
     loaded.adapter = type(smollm.adapter)(loaded.model)
     config = from_dict(METHODS.get("structured-l2").config,
                        {"ratio": 0.3, "allocation": "global", "max_layer_ratio": 0.6, "round_to": 8}, "x")
-    details = METHODS.load("structured-l2")(loaded, config, None, method="structured-l2")
+    details = METHODS.load("structured-l2")(loaded, config, method="structured-l2")
     widths = {layer.mlp.gate_proj.out_features for layer in loaded.model.model.layers}
     assert len(widths) > 1, "global allocation should give different MLP widths"
     assert details["params_after"] < 0.85 * details["params_before"]

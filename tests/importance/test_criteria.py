@@ -60,7 +60,7 @@ def test_the_ria_method_prunes_the_hand_computed_mask_of_a_layer(tmp_path):
         loaded.model(input_ids=ctx.calibration(loaded.tokenizer))
     handle.remove()
     expected = unstructured_keep_mask(ria_scores(q_proj.weight, torch.cat(seen).pow(2).sum(0)), 0.5)
-    METHODS.load("ria")(loaded, from_dict(METHODS.get("ria").config, {}, "ria"), ctx, method="ria")
+    METHODS.load("ria")(loaded, from_dict(METHODS.get("ria").config, {}, "ria"), ctx.inputs(), method="ria")
     assert torch.equal(q_proj.weight != 0, expected)
     assert (~expected).sum(1).unique().numel() > 1  # compared over the layer: rows lose different counts
 

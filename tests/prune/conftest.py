@@ -15,7 +15,7 @@ def llm_output_error():
         loaded = tiny_loaded("llama", layers=2)
         with torch.no_grad():
             dense = loaded.model(ids).logits
-        report = prune_llm_structured(loaded, config, None, method="llm-structured", windows=ids)
+        report = prune_llm_structured(loaded, config, method="llm-structured", windows=ids)
         with torch.no_grad():
             return report, (loaded.model(ids).logits - dense).square().mean().item()
     return run

@@ -82,7 +82,7 @@ def test_cfsp_criteria_reach_the_ratio_on_mlp_only(criterion):
     heads = loaded.model.model.layers[0].self_attn.o_proj.weight.shape[1]
     nonembed = non_embedding_params(loaded)
     config = LLMStructuredConfig(ratio=0.2, criterion=criterion, bias_compensation=False)
-    report = prune_llm_structured(loaded, config, None, method="llm-structured", windows=windows())
+    report = prune_llm_structured(loaded, config, method="llm-structured", windows=windows())
     assert abs((nonembed - non_embedding_params(loaded)) / nonembed - 0.2) < 0.01
     assert loaded.model.model.layers[0].self_attn.o_proj.weight.shape[1] == heads  # heads untouched
     assert {v["kind"] for v in report["layers"].values()} == {"mlp"}

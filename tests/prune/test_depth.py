@@ -40,7 +40,7 @@ def test_depth_pruning_removes_blocks_generates_and_reloads(order, tmp_path):
     loaded = tiny_loaded("llama", layers=4)
     model = loaded.model
     originals = list(model.model.layers)
-    report = prune_depth(loaded, DepthPruneConfig(blocks=2, order=order, seed=1), None, method="depth",
+    report = prune_depth(loaded, DepthPruneConfig(blocks=2, order=order, seed=1), method="depth",
                          windows=windows())
     removed = report["removed"]
     assert len(removed) == 2 and report["blocks_after"] == 2

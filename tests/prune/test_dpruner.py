@@ -66,7 +66,7 @@ def test_lam_zero_prunes_every_layer_by_the_domain_gradient_and_fisher(corpora):
         score = (per_window.mean(0) * w - 0.5 * per_window.square().mean(0) * w.square()).abs()
         drop = score.argsort(dim=1)[:, : w.shape[1] // 2]  # the lowest half of each row
         expected[name] = torch.ones_like(w, dtype=torch.bool).scatter_(1, drop, False)
-    details = METHODS.load("d-pruner")(loaded, config, RunContext(recipe, None), method="d-pruner")
+    details = METHODS.load("d-pruner")(loaded, config, RunContext(recipe, None).inputs(), method="d-pruner")
     assert set(details["layers"]) == set(names) and details["actual_sparsity"] == 0.5
     for name in names:
         assert torch.equal(modules[name].weight != 0, expected[name]), name
@@ -99,7 +99,7 @@ def test_a_large_lam_prunes_by_the_general_obs_importance(corpora):
         expected = torch.ones_like(w, dtype=torch.bool).scatter_(1, obs.argsort(1)[:, : w.shape[1] // 2], False)
         config = from_dict(METHODS.get("d-pruner").config, {"lam": lam, "domain": domain, "domain_samples": 2,
                                                             "domain_seq_len": 24}, "d-pruner")
-        METHODS.load("d-pruner")(loaded, config, ctx, method="d-pruner")
+        METHODS.load("d-pruner")(loaded, config, ctx.inputs(), method="d-pruner")
         masks[lam] = q_proj.weight != 0
     assert torch.equal(masks[1e9], expected)
     assert not torch.equal(masks[0.0], masks[1e9])

@@ -123,7 +123,7 @@ def test_parameter_ratio_is_reached_and_model_runs(criterion, allocation, refit)
     nonembed = non_embedding_params(loaded)
     config = LLMStructuredConfig(ratio=0.3, criterion=criterion, allocation=allocation, refit=refit,
                                  bias_compensation=False)
-    report = prune_llm_structured(loaded, config, None, method="llm-structured", windows=windows())
+    report = prune_llm_structured(loaded, config, method="llm-structured", windows=windows())
     assert abs(report["achieved"] - 0.3) < 0.01
     assert abs((nonembed - non_embedding_params(loaded)) / nonembed - 0.3) < 0.01  # counted on the model itself
     assert set(report["layers"]) and all({"requested", "actual", "params"} <= set(v) for v in report["layers"].values())
@@ -135,7 +135,7 @@ def test_maw_keeps_the_highest_scoring_neurons():
     mlp = loaded.model.model.layers[0].mlp
     gate, up = mlp.gate_proj.weight.detach().clone(), mlp.up_proj.weight.detach().clone()
     config = LLMStructuredConfig(ratio=0.2, criterion="maw", allocation="uniform", bias_compensation=False)
-    prune_llm_structured(loaded, config, None, method="llm-structured")  # data-free: no windows needed
+    prune_llm_structured(loaded, config, method="llm-structured")  # data-free: no windows needed
     kept = mlp.gate_proj.weight.shape[0]
     top = torch.sort(torch.argsort(maw_scores(gate, up), descending=True)[:kept]).values
     torch.testing.assert_close(mlp.gate_proj.weight, gate[top])
@@ -145,7 +145,7 @@ def test_maw_keeps_the_highest_scoring_neurons():
 def test_flap_with_bias_compensation_saves_and_reloads(tmp_path):
     loaded = tiny_loaded("llama", layers=2)
     config = LLMStructuredConfig(ratio=0.25, criterion="flap", allocation="global", bias_compensation=True)
-    report = prune_llm_structured(loaded, config, None, method="llm-structured", windows=windows())
+    report = prune_llm_structured(loaded, config, method="llm-structured", windows=windows())
     model = loaded.model
     assert report["bias_carried"] and model.config.attention_bias and model.config.mlp_bias
     assert model.model.layers[0].mlp.down_proj.bias.abs().sum() > 0
@@ -171,7 +171,7 @@ def test_runs_from_a_recipe_context_and_validates_config(tmp_path):
     loaded = load(tiny_model("llama", vocab=128))
     loaded.tokenizer = CharTokenizer()
     ctx = RunContext(parse_recipe({"calibration": {"corpus": str(path), "samples": 4, "seq_len": 32}}), None)
-    report = prune_llm_structured(loaded, LLMStructuredConfig(ratio=0.2), ctx, method="llm-structured")
+    report = prune_llm_structured(loaded, LLMStructuredConfig(ratio=0.2), ctx.inputs(), method="llm-structured")
     assert abs(report["achieved"] - 0.2) < 0.01
     with pytest.raises(ConfigError):
         LLMStructuredConfig(criterion="maw", scope=["heads"])
@@ -190,7 +190,7 @@ def test_refit_in_the_glue_lowers_the_output_error(llm_output_error):
 def test_bias_that_the_config_cannot_carry_is_flagged():
     loaded = tiny_loaded("qwen2", layers=2)
     with pytest.warns(UserWarning, match="cannot express biases"):
-        report = prune_llm_structured(loaded, LLMStructuredConfig(ratio=0.3), None, method="llm-structured",
+        report = prune_llm_structured(loaded, LLMStructuredConfig(ratio=0.3), method="llm-structured",
                                       windows=windows())
     assert report["bias_carried"] is False
     assert loaded.model.model.layers[0].mlp.down_proj.bias is not None  # still applied in memory

@@ -26,7 +26,7 @@ def run(family, method, corpus, **options):
     loaded.tokenizer = CharTokenizer()
     recipe = parse_recipe({"calibration": {"corpus": corpus, "samples": 4, "seq_len": 32}})
     config = from_dict(METHODS.get(method).config, options, method)
-    details = METHODS.load(method)(loaded, config, RunContext(recipe, None), method=method)
+    details = METHODS.load(method)(loaded, config, RunContext(recipe, None).inputs(), method=method)
     return loaded, details
 
 
@@ -85,7 +85,7 @@ def test_wanda_matches_a_hand_computed_mask_on_one_block(corpus):
     scores = q_proj.weight.abs() * norm.sqrt()
     expected = scores >= scores.kthvalue(32, dim=1, keepdim=True).values.nextafter(torch.tensor(float("inf")))
     config = from_dict(METHODS.get("wanda").config, {"ratio": 0.5}, "wanda")
-    METHODS.load("wanda")(loaded, config, ctx, method="wanda")
+    METHODS.load("wanda")(loaded, config, ctx.inputs(), method="wanda")
     assert torch.equal(q_proj.weight != 0, expected)
 
 
@@ -111,7 +111,7 @@ def test_owl_keeps_the_parameter_weighted_mean(corpus):
     ({"pattern": "4:2"}, "N=4, M=2"),
     ({"pattern": "2-4"}, "'N:M' like '2:4'"),
     ({"pattern": "2:4", "allocation": "owl"}, "use allocation: uniform"),
-    ({"allocation": "best"}, "Unknown allocation 'best'"),
+    ({"allocation": "best"}, "'magnitude.allocation' must be one of uniform, global, owl, rd, got 'best'"),
     ({"include": ["nothing_matches_this"]}, "include pattern 'nothing_matches_this' matches no module"),
 ])
 def test_bad_options_fail_clearly(options, needle, corpus):
@@ -136,7 +136,7 @@ def test_wanda_and_sparsegpt_beat_magnitude_on_smollm2(smollm):
         loaded.model = copy.deepcopy(smollm.model)
         loaded.adapter = type(smollm.adapter)(loaded.model)
         config = from_dict(METHODS.get(method).config, {"ratio": 0.5}, method)
-        METHODS.load(method)(loaded, config, ctx, method=method)
+        METHODS.load(method)(loaded, config, ctx.inputs(), method=method)
         result[method] = perplexity(loaded.model, loaded.tokenizer, protocol)
     assert result["wanda"] < result["magnitude"] / 3, result
     assert result["sparsegpt"] < result["magnitude"] / 3, result

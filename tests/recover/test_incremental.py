@@ -52,7 +52,7 @@ def test_each_cycle_removes_a_step_and_the_last_reaches_the_target():
     loaded = tiny_loaded("llama", layers=3)
     n0 = non_embedding_params(loaded)
     delta = 0.05 * n0 / sum(p.numel() for b in loaded.adapter.blocks() for p in b.parameters())  # Delta of s_l
-    report = prune_incremental(loaded, config(ratio=0.3, step_ratio=0.05, amplitude=0.03, tokens=0), None,
+    report = prune_incremental(loaded, config(ratio=0.3, step_ratio=0.05, amplitude=0.03, tokens=0),
                                method="incremental", windows=windows())
     assert [c["cycle"] for c in report["cycles"]] == [1, 2, 3, 4, 5, 6]
     removed_before, s = 0, torch.zeros(3, dtype=torch.float64)
@@ -87,7 +87,7 @@ def test_taylor_removes_a_zeroed_unit_first(scope, group, unit, ratio):
     loaded = tiny_loaded("llama", layers=2)
     with torch.no_grad():
         DependencyGraph.build(loaded.model, default_inputs(loaded.model)).mask({group: [unit]})
-    report = prune_incremental(loaded, config(ratio=ratio, scope=scope, tokens=0), None, method="incremental",
+    report = prune_incremental(loaded, config(ratio=ratio, scope=scope, tokens=0), method="incremental",
                                windows=windows())
     assert [(e["group"], e["pruned"]) for e in report["plan"]] == [(group, [unit])]
     assert report["cycles"][0]["steps"][0]["removed"] == {scope[0]: 1}
@@ -103,7 +103,7 @@ def test_training_between_cycles_then_save_reload_and_replay(corpus, tmp_path):
     recover = {"seq_len": 32, "batch_size": 4, "micro_batch_size": 2, "lr": 5e-3, "corpus": [corpus],
                "eval_windows": 2, "checkpoint_every": 0, "rank": 4, "alpha": 8.0, "precision": "fp32", "loss": "fkl"}
     ids = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(3))
-    report = prune_incremental(loaded, config(ratio=0.2, step_ratio=0.1, tokens=256, recover=recover), None,
+    report = prune_incremental(loaded, config(ratio=0.2, step_ratio=0.1, tokens=256, recover=recover),
                                method="incremental", windows=ids, teacher=dense)
     assert [c["train"]["tokens"] for c in report["cycles"]] == [256, 256] and report["tokens"] == 512
     assert report["distilled"] and all(len(c["train"]["loss"]) == 2 for c in report["cycles"])
@@ -150,7 +150,7 @@ def test_bad_options_raise_config_errors_naming_them():
                            ({"step_ratio": 0}, "step_ratio"), ({"substeps": 0}, "substeps"),
                            ({"amplitude": -0.1}, "amplitude"), ({"tokens": -1}, "tokens must be >= 0"),
                            ({"scope": ["channels"]}, "scope must be a non-empty list of heads, mlp"),
-                           ({"head_mode": "x"}, "head_mode must be one of kv, q"),
+                           ({"head_mode": "x"}, "head_mode' must be one of kv, q, got 'x'"),
                            ({"recover": {"tokens": 5}}, "not recover.tokens"),
                            ({"recover": {"lr": 0.0}}, "lr must be > 0"), ({"recover": {"loss": "kl"}}, "loss"),
                            ({"recover": {"nope": 1}}, "Unknown key 'nope'"),
@@ -160,11 +160,11 @@ def test_bad_options_raise_config_errors_naming_them():
             config(**options)
     loaded = tiny_loaded("llama", layers=2)
     with pytest.raises(ConfigError, match="tokenizer"):
-        prune_incremental(loaded, config(), None, method="incremental", windows=windows())
+        prune_incremental(loaded, config(), method="incremental", windows=windows())
     loaded.tokenizer = CharTokenizer(128)
     with pytest.raises(ConfigError, match="needs the dense model as teacher \\(recover loss 'fkl'"):
-        prune_incremental(loaded, config(recover={"loss": "fkl"}), None, method="incremental", windows=windows())
+        prune_incremental(loaded, config(recover={"loss": "fkl"}), method="incremental", windows=windows())
     with pytest.raises(ConfigError, match="calibration data"):
-        prune_incremental(loaded, config(tokens=0), None, method="incremental")
+        prune_incremental(loaded, config(tokens=0), method="incremental")
     assert sum(p.numel() for p in loaded.model.parameters()) == sum(
         p.numel() for p in tiny_loaded("llama", layers=2).model.parameters())  # nothing was pruned

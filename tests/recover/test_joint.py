@@ -140,7 +140,7 @@ def test_joint_training_meets_the_budget_and_the_penalty_moves_the_expected_rati
     loaded.tokenizer = CharTokenizer(256)
     total = non_embedding_params(loaded)
     config = JointPruneConfig(ratio=0.3, penalty=penalty, train=train_options(corpus, steps=24))
-    report = prune_joint(loaded, config, None, method="joint-lora")
+    report = prune_joint(loaded, config, method="joint-lora")
     assert abs(report["achieved"] - 0.3) < 0.01
     assert abs((total - non_embedding_params(loaded)) / total - 0.3) < 0.01  # counted on the model itself
     curve = [row["expected_ratio"] for row in report["penalty_curve"]]
@@ -158,7 +158,7 @@ def test_joint_training_meets_the_budget_and_the_penalty_moves_the_expected_rati
 def test_pruned_model_saves_and_reloads_with_equal_logits(corpus, tmp_path):
     loaded = tiny_loaded("llama", layers=2, vocab=256)
     loaded.tokenizer = CharTokenizer(256)
-    report = prune_joint(loaded, JointPruneConfig(ratio=0.4, train=train_options(corpus, steps=4)), None,
+    report = prune_joint(loaded, JointPruneConfig(ratio=0.4, train=train_options(corpus, steps=4)),
                          method="joint-lora")
     loaded.tokenizer = None  # the byte stand-in cannot be saved
     x = ids(seed=3, vocab=256)
@@ -180,9 +180,9 @@ def test_distillation_from_the_dense_teacher(corpus):
     student.tokenizer = CharTokenizer(256)
     config = JointPruneConfig(ratio=0.2, train=train_options(corpus, steps=3, loss="fkl"))
     with pytest.raises(ConfigError, match="teacher"):
-        prune_joint(student, config, None, method="joint-lora")
+        prune_joint(student, config, method="joint-lora")
     assert not any("lora" in n for n, _ in student.model.named_parameters())  # nothing attached
-    report = prune_joint(student, config, None, method="joint-lora", teacher=dense)
+    report = prune_joint(student, config, method="joint-lora", teacher=dense)
     assert "fkl" in report["history"][0] and report["loss"] == "fkl"
     assert dense.model.model.layers[0].mlp.down_proj.in_features == 128  # the teacher is untouched
 
@@ -244,7 +244,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(corpus, tmp_path, monkeypa
         return loaded
 
     whole = fresh()
-    prune_joint(whole, config, None, method="joint-lora")
+    prune_joint(whole, config, method="joint-lora")
     penalty = joint.UnitGates.penalty
 
     def interrupt_at_step_3(self, steps):
@@ -255,11 +255,11 @@ def test_an_interrupted_run_resumes_to_the_same_model(corpus, tmp_path, monkeypa
     checkpoint = tmp_path / "joint.pt"
     monkeypatch.setattr(joint.UnitGates, "penalty", interrupt_at_step_3)
     with pytest.raises(KeyboardInterrupt):
-        prune_joint(fresh(), config, None, method="joint-lora", checkpoint=checkpoint)
+        prune_joint(fresh(), config, method="joint-lora", checkpoint=checkpoint)
     assert checkpoint.is_file()
     monkeypatch.setattr(joint.UnitGates, "penalty", penalty)
     resumed = fresh()
-    report = prune_joint(resumed, config, None, method="joint-lora", checkpoint=checkpoint)
+    report = prune_joint(resumed, config, method="joint-lora", checkpoint=checkpoint)
     assert report["resumed_from"] == 3 and not checkpoint.exists()
     with torch.no_grad():
         assert torch.equal(resumed.model(x).logits, whole.model(x).logits)

@@ -10,7 +10,7 @@ Statistics, all per layer:
   layer's input in the block-by-block pass (prunekit.calib), so every layer is scored on the outputs of the
   already pruned layers before it. Layers that read one input (q/k/v, gate/up) share one mapping; a solver may
   memoise derived matrices in it (SparseGPT's inverse factor).
-- anything else (e.g. "gradients") comes from the criterion's ``prepare(loaded, layers, config, ctx)``, which
+- anything else (e.g. "gradients") comes from the criterion's ``prepare(loaded, layers, config, inputs)``, which
   runs once on the dense model before pruning and returns ``{layer name: {statistic: tensor}}``.
 - "generator": a seeded ``torch.Generator`` (recipe calibration seed), given to criteria that need no data.
 

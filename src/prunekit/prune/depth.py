@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
+from .inputs import NO_INPUTS, PruneInputs
 
 Order = Literal["angular", "random", "last"]
 ORDERS = get_args(Order)
@@ -97,7 +98,8 @@ def _owner(model: Any, blocks: Any) -> tuple[Any, str]:
     raise ValueError("Could not find the module that holds the decoder blocks")
 
 
-def prune_depth(loaded: Any, config: DepthPruneConfig, ctx: Any = None, *, method: str, windows: Any = None) -> dict:
+def prune_depth(loaded: Any, config: DepthPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
+                windows: Any = None) -> dict:
     """Remove whole blocks from `loaded.model`; return {"layers", "removed", "importance", "params_*", ...}.
 
     windows: (samples, seq_len) calibration token ids for "angular" (default: the run's calibration)."""
@@ -114,9 +116,7 @@ def prune_depth(loaded: Any, config: DepthPruneConfig, ctx: Any = None, *, metho
     importance = None
     if config.order == "angular":
         if windows is None:
-            if ctx is None or loaded.tokenizer is None:
-                raise ConfigError("order 'angular' needs calibration data: run it from a recipe or pass windows=.")
-            windows = ctx.calibration(loaded.tokenizer)
+            windows = inputs.windows(loaded, "order 'angular'")
         importance = block_angular_importance(model, blocks, windows, config.batch_size)
     removed = choose_blocks(n_blocks, count, config.order, importance, config.seed)
     prefix = {i: n for n, m in model.named_modules() for i, b in enumerate(blocks) if m is b}

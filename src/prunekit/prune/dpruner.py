@@ -72,13 +72,13 @@ def dpruner_scores(weight: Tensor, hessian: Tensor, gradient: Tensor, fisher: Te
     return (gradient * w - 0.5 * (fisher + 2.0 * lam * general) * w.square()).abs()  # (out, in)
 
 
-def domain_gradients(loaded: Any, layers: list, config: DPrunerConfig, ctx: Any) -> dict[str, dict]:
+def domain_gradients(loaded: Any, layers: list, config: DPrunerConfig, inputs: Any) -> dict[str, dict]:
     """{layer name: {"gradient": g, "fisher": F}} (out, in) of the dense model on the domain calibration windows."""
     from ..calib.gradients import lm_gradient_statistics
     from ..data.splits import calibration_windows
 
     windows = calibration_windows(loaded.tokenizer, config.domain, config.domain_samples, config.domain_seq_len,
-                                  ctx.recipe.calibration.seed)
+                                  inputs.seed)
     stats = lm_gradient_statistics(loaded.model, {layer.name: layer.module.weight for layer in layers}, windows)
     # Conv1D stores its weight as (in, out): give the criterion the (out, in) view, like weight_view()
     return {layer.name: {k: v.t() if layer.transposed else v for k, v in stats[layer.name].items()}

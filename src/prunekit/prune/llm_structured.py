@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
+from .inputs import NO_INPUTS, PruneInputs
 from .structured import HEAD_MODES, HeadMode
 from .unit_allocation import allocate_units
 
@@ -96,7 +97,7 @@ class LLMStructuredConfig:
         return ["mlp"] if self.criterion in GLU_ONLY else ["heads", "mlp"]
 
 
-def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, ctx: Any = None, *, method: str,
+def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
                          windows: Any = None) -> dict:
     """Prune heads / MLP neurons of `loaded.model` in place; return {"layers", "plan", "params_*", ...}.
 
@@ -109,7 +110,7 @@ def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, ctx: Any = No
     if adapter is None:
         raise ConfigError(f"{type(model).__name__} is not a supported transformer (no adapter).")
     graph, kinds, groups, outputs = prunable_groups(model, adapter, config)
-    windows, stats = calibration_statistics(loaded, config, ctx, windows, outputs)
+    windows, stats = calibration_statistics(loaded, config, inputs, windows, outputs)
     scores = group_scores(graph, groups, kinds, outputs, stats, config.criterion)
     params_before = sum(p.numel() for p in model.parameters())
     alloc = allocate_units(loaded, graph, groups, scores, config, windows)
@@ -154,16 +155,13 @@ def prunable_groups(model: Any, adapter: Any, config: LLMStructuredConfig) -> tu
     return graph, kinds, groups, {g.name: output_slice(graph, g) for g in groups}
 
 
-def calibration_statistics(loaded: Any, config: LLMStructuredConfig, ctx: Any, windows: Any,
+def calibration_statistics(loaded: Any, config: LLMStructuredConfig, inputs: PruneInputs, windows: Any,
                            outputs: dict) -> tuple[Any, dict]:
     """(calibration windows or None, {output layer: (fluctuation, Hessian or None)}) as the options need them."""
     gram = config.refit or config.scale_tuning
     activations = config.criterion in NEEDS_ACTIVATIONS or config.bias_compensation or gram
     if (activations or config.allocation == "angular") and windows is None:
-        if ctx is None or loaded.tokenizer is None:
-            raise ConfigError(f"criterion '{config.criterion}' with these options needs calibration data: run it "
-                              f"from a recipe or pass windows=.")
-        windows = ctx.calibration(loaded.tokenizer)
+        windows = inputs.windows(loaded, f"criterion '{config.criterion}' with these options")
     if not activations:
         return windows, {}
     layers = {name: loaded.model.get_submodule(name) for name, _w, _pos in outputs.values()}

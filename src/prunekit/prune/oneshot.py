@@ -32,6 +32,7 @@ from ..importance.wanda import wanda_scores
 from ..utils.hooks import HookSet
 from ..utils.progress import track
 from .config import WeightPruneConfig
+from .inputs import NO_INPUTS, PruneInputs
 from .layers import PrunableLayer, select_layers
 
 MAX_LAYER_SPARSITY = 0.99  # a global threshold may empty a layer; keep 1% so the layer still carries signal
@@ -69,23 +70,23 @@ class LayerPruner:
         layer.module.weight.data.mul_(keep.t() if layer.transposed else keep)
 
 
-def prune_weights(loaded: Any, config: WeightPruneConfig, ctx: Any, *, method: str) -> dict:
+def prune_weights(loaded: Any, config: WeightPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str) -> dict:
     """Prune `loaded.model` in place with the criterion registered as `method`; return per-layer requested/actual
     sparsity and timings."""
     criterion: Criterion = CRITERIA.load(method)
     layers, skipped = select_layers(loaded.model, config.include, config.exclude)
     nm = NM(*config.nm) if config.nm else None
     needs_data = criterion.calibrated or config.allocation in ("owl", "rd")
-    batches = ctx.calibration(loaded.tokenizer) if needs_data else None
+    batches = inputs.windows(loaded, method) if needs_data else None
     start = time.perf_counter()
     unseen: list[str] = []
     with PeakMemory() as memory:
-        extra = criterion.prepare(loaded, layers, config, ctx) if criterion.prepare else {}
+        extra = criterion.prepare(loaded, layers, config, inputs) if criterion.prepare else {}
         with torch.no_grad():
             ratios = allocate(loaded, layers, config, criterion, batches)
             pruner = LayerPruner(criterion, config, ratios, nm, extra)
             if not criterion.calibrated:
-                stats = {"generator": torch.Generator().manual_seed(ctx.recipe.calibration.seed)}
+                stats = {"generator": torch.Generator().manual_seed(inputs.seed)}
                 for layer in track(layers, method, total=len(layers)):
                     pruner(layer, stats)
             else:

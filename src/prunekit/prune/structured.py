@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
+from .inputs import NO_INPUTS, PruneInputs
 
 CRITERIA = ("l1", "l2", "taylor", "random")
 Target = Literal["channels", "params", "macs"]
@@ -69,7 +70,7 @@ def criterion_of(method: str) -> str:
     return name
 
 
-def prune_structured(loaded: Any, config: StructuredPruneConfig, ctx: Any = None, *, method: str,
+def prune_structured(loaded: Any, config: StructuredPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
                      example_inputs: Any = None, batches: Any = None, loss_fn: Any = None) -> dict:
     """Prune `loaded.model` in place; return {"layers", "params_*", "macs_*", "plan", ...}.
 
@@ -84,9 +85,9 @@ def prune_structured(loaded: Any, config: StructuredPruneConfig, ctx: Any = None
 
     criterion = criterion_of(method)
     model, adapter = loaded.model, getattr(loaded, "adapter", None)
-    inputs = default_inputs(model) if example_inputs is None else example_inputs
+    example = default_inputs(model) if example_inputs is None else example_inputs
     start = time.perf_counter()
-    graph = DependencyGraph.build(model, inputs, head_mode=config.head_mode)
+    graph = DependencyGraph.build(model, example, head_mode=config.head_mode)
     graph_seconds = time.perf_counter() - start
     kinds = classify_groups(graph, adapter)
     groups = [g for g in graph.groups if kinds[g.name] in config.scope and g.size > 1]
@@ -95,7 +96,7 @@ def prune_structured(loaded: Any, config: StructuredPruneConfig, ctx: Any = None
         raise ConfigError(f"No prunable groups of kinds {config.scope} in {type(model).__name__}; "
                           f"it has: {', '.join(found) or 'none'}.")
     t0 = time.perf_counter()
-    scores = score_groups(graph, groups, criterion, loaded, config, ctx, batches, loss_fn)
+    scores = score_groups(graph, groups, criterion, loaded, config, inputs, batches, loss_fn)
     score_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     cands = candidates(groups, scores, config.max_layer_ratio, config.round_to)
@@ -145,7 +146,7 @@ def classify_groups(graph: Any, adapter: Any) -> dict[str, str]:
 
 
 def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: StructuredPruneConfig,
-                 ctx: Any, batches: Any, loss_fn: Any) -> dict:
+                 inputs: PruneInputs, batches: Any, loss_fn: Any) -> dict:
     """{group name: (size,) unit scores} with the chosen criterion (higher = keep)."""
     import torch
 
@@ -155,8 +156,7 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
     from ..importance.taylor import accumulate_gradients, causal_lm_loss, taylor_scores
 
     if criterion == "random":
-        seed = getattr(getattr(getattr(ctx, "recipe", None), "calibration", None), "seed", 0)
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(inputs.seed)
         return {g.name: random_scores(torch.empty(g.size), generator) for g in groups}
     if criterion in ("l1", "l2"):
         p = 1 if criterion == "l1" else 2
@@ -171,10 +171,7 @@ def score_groups(graph: Any, groups: list, criterion: str, loaded: Any, config: 
                                        if t], graph.num_units, p)
         return {g.name: all_units[g.units] for g in groups}
     if batches is None:
-        if ctx is None or loaded.tokenizer is None:
-            raise ConfigError("taylor needs calibration data: run it from a recipe (a tokenizer and a calibration "
-                              "corpus) or pass batches= and loss_fn=.")
-        windows = ctx.calibration(loaded.tokenizer)  # (samples, seq_len) token ids
+        windows = inputs.windows(loaded, "taylor")  # (samples, seq_len) token ids
         batches = [windows[i:i + config.batch_size] for i in range(0, windows.shape[0], config.batch_size)]
     if loss_fn is None:
         if not getattr(getattr(loaded, "adapter", None), "is_causal_lm", False):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..prune.inputs import NO_INPUTS, PruneInputs
 from ..prune.structured import HeadMode
 
 SCOPES = ("heads", "mlp")
@@ -112,7 +113,7 @@ def update_block_sparsity(s: Any, importance: Any, delta: float, amplitude: floa
     return (s.double() + delta - amplitude * normalised).clamp(0.0, MAX_SPARSITY)
 
 
-def prune_incremental(loaded: Any, config: IncrementalPruneConfig, ctx: Any = None, *, method: str,
+def prune_incremental(loaded: Any, config: IncrementalPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
                       windows: Any = None, teacher: Any = None) -> dict:
     """Alternate pruning steps and training on `loaded.model` (in place) until `config.ratio`; return the report.
 
@@ -126,7 +127,7 @@ def prune_incremental(loaded: Any, config: IncrementalPruneConfig, ctx: Any = No
     from ..prune.unit_allocation import non_embedding_params
     from .run import recover
 
-    windows, teacher = check_inputs(loaded, config, ctx, windows, teacher)
+    windows, teacher = check_inputs(loaded, config, inputs, windows, teacher)
     model, blocks = loaded.model, list(loaded.adapter.blocks())
     n0 = non_embedding_params(loaded)
     state = {"s": torch.zeros(len(blocks), dtype=torch.float64), "alive": None, "n0": n0,
@@ -155,7 +156,8 @@ def prune_incremental(loaded: Any, config: IncrementalPruneConfig, ctx: Any = No
     return final_report(loaded, config, state, cycles, prune_seconds, distilled)
 
 
-def check_inputs(loaded: Any, config: IncrementalPruneConfig, ctx: Any, windows: Any, teacher: Any) -> tuple:
+def check_inputs(loaded: Any, config: IncrementalPruneConfig, inputs: PruneInputs, windows: Any,
+                 teacher: Any) -> tuple:
     """(calibration windows, teacher or None); ConfigError before any work when something is missing."""
     adapter = getattr(loaded, "adapter", None)
     if adapter is None or not getattr(adapter, "is_causal_lm", False):
@@ -166,15 +168,13 @@ def check_inputs(loaded: Any, config: IncrementalPruneConfig, ctx: Any, windows:
             raise ConfigError("incremental trains between cycles on a corpus, which needs the model's tokenizer; "
                               "this model has none (or set tokens: 0)")
         if first.needs_teacher:
-            teacher = teacher if teacher is not None else getattr(ctx, "dense", None)
+            teacher = teacher if teacher is not None else inputs.dense
             if teacher is None:
                 why = f"loss '{first.loss}'" + (f", select '{first.select}'" if hasattr(first, "select") else "")
                 raise ConfigError(f"incremental training needs the dense model as teacher (recover {why}): run it "
                                   "from a recipe, pass teacher=..., or use loss: ce")
     if windows is None:
-        if ctx is None or loaded.tokenizer is None:
-            raise ConfigError("incremental scores units on calibration data: run it from a recipe or pass windows=")
-        windows = ctx.calibration(loaded.tokenizer)
+        windows = inputs.windows(loaded, "incremental (it scores units on calibration data)")
     return windows, teacher if first is not None and first.needs_teacher else None
 
 
@@ -233,7 +233,7 @@ def prune_step(loaded: Any, config: IncrementalPruneConfig, windows: Any, state:
     if budget <= 0 or not groups:
         return {"removed": {}, "params_removed": 0}
     batches = [windows[i:i + config.batch_size] for i in range(0, windows.shape[0], config.batch_size)]
-    scores = score_groups(graph, groups, "taylor", loaded, config, None, batches, None)  # {group: (size,)}
+    scores = score_groups(graph, groups, "taylor", loaded, config, NO_INPUTS, batches, None)  # {group: (size,)}
     cands = candidates(groups, scores, 1.0, 1)  # items weakest first, scores over the group mean; >= 1 unit kept
     before = graph.estimate({})["params"]
     costs = [before - graph.estimate({c.group.name: c.items[0]})["params"] for c in cands]

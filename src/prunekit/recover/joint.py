@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from ..prune.inputs import NO_INPUTS, PruneInputs
 
 GATES = ("gumbel", "hard-concrete")
 PENALTIES = ("quadratic", "lagrangian")
@@ -316,11 +317,11 @@ def train_gated(loaded: Any, gates: UnitGates, config: JointPruneConfig, train: 
     return result
 
 
-def prune_joint(loaded: Any, config: JointPruneConfig, ctx: Any = None, *, method: str, teacher: Any = None,
-                checkpoint: Any = None) -> dict:
+def prune_joint(loaded: Any, config: JointPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
+                teacher: Any = None, checkpoint: Any = None) -> dict:
     """Prune heads / MLP neurons of `loaded.model` in place while LoRA adapters train; merge them; report.
 
-    teacher: the dense model for a distillation loss (default: the run's dense model, ctx.dense). checkpoint: a
+    teacher: the dense model for a distillation loss (default: the run's dense model, inputs.dense). checkpoint: a
     file for resumable training checkpoints (an interrupted run continues there)."""
     from ..graph.plan import group_shapes, plan_entries
     from ..utils.hooks import HookSet
@@ -330,7 +331,7 @@ def prune_joint(loaded: Any, config: JointPruneConfig, ctx: Any = None, *, metho
 
     model = loaded.model
     train = config.recovery
-    teacher_model = check_teacher(model, teacher if teacher is not None else getattr(ctx, "dense", None), train)
+    teacher_model = check_teacher(model, teacher if teacher is not None else inputs.dense, train)
     teacher_model = teacher_model if train.loss != "ce" else None
     if teacher_model is model:
         raise ConfigError("joint-lora's teacher is the model being pruned; pass the dense model as a separate copy.")

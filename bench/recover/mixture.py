@@ -8,7 +8,7 @@ end against the dense model's (the excess is what dynamic loading minimises), pe
 split, and the weights over time.
 
   python bench/recover/mixture.py [--base flap30] [--tokens 60000]
-Writes bench/results/recover-mixture-<base>-<tokens>.json.
+Writes bench/results/recover-mixture-<base>-<tokens><tag>.json.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eta", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tag", default="", help="suffix of the result file name (pass as --tag=-x)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from prunekit.models import load
@@ -60,7 +61,7 @@ def main() -> None:
         excess = {c: result[mix]["val_loss"][c] - ref[c] for c in CORPORA}
         result[mix]["excess"] = excess
         result[mix]["worst_excess"] = max(excess.values())
-    common.write_result(f"mixture-{args.base}-{args.tokens}", result)
+    common.write_result(f"mixture-{args.base}-{args.tokens}{args.tag}", result)
     print("worst excess loss over dense: fixed", round(result["fixed"]["worst_excess"], 4), "dynamic",
           round(result["dynamic"]["worst_excess"], 4))
 

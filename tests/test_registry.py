@@ -52,13 +52,15 @@ def _registries() -> dict[str, Registry]:
     from prunekit.data import CORPORA
     from prunekit.evaluate.tasks import TASKS
     from prunekit.graph.handlers import handler_registry
+    from prunekit.importance.unit_criteria import UNIT_CRITERIA
     from prunekit.methods import METHODS
     from prunekit.models import ADAPTERS, MODELS
     from prunekit.recipe.stages import STAGES
     from prunekit.runtime.registry import PRESSES
 
     return {"models": MODELS, "corpora": CORPORA, "methods": METHODS, "tasks": TASKS, "stages": STAGES,
-            "presses": PRESSES, "context-pruners": PRUNERS, "adapters": ADAPTERS, "handlers": handler_registry()}
+            "presses": PRESSES, "context-pruners": PRUNERS, "adapters": ADAPTERS, "handlers": handler_registry(),
+            "unit-criteria": UNIT_CRITERIA}
 
 
 def _sections(output: str) -> dict[str, list[str]]:
@@ -97,7 +99,7 @@ def test_prunekit_list_refuses_an_unknown_kind_naming_the_valid_ones():
     assert isinstance(result.exception, ConfigError)
     assert str(result.exception) == (
         "Unknown list kind 'handler'. Valid choices: adapters, context-pruners, corpora, handlers, methods, models, "
-        "presses, stages, tasks. Did you mean 'handlers'?")
+        "presses, stages, tasks, unit-criteria. Did you mean 'handlers'?")
 
 
 def test_adapters_register_by_family_with_their_model_types():

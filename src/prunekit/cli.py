@@ -199,19 +199,21 @@ def list_(
         "(default: all).")] = None,
 ) -> None:
     """List every registry: models, corpora, methods, tasks, recipe stages, inference-time presses, context
-    pruners, model adapters and graph layer handlers."""
+    pruners, model adapters, graph layer handlers and the unit criteria of llm-structured."""
     from .context import PRUNERS
     from .data import CORPORA
     from .errors import unknown_name
     from .evaluate.tasks import TASKS
     from .graph.handlers import handler_registry
+    from .importance.unit_criteria import UNIT_CRITERIA
     from .methods import METHODS
     from .models import ADAPTERS, MODELS
     from .recipe.stages import STAGES
     from .runtime.registry import PRESSES
 
     registries = {"models": MODELS, "corpora": CORPORA, "methods": METHODS, "tasks": TASKS, "stages": STAGES,
-                  "presses": PRESSES, "context-pruners": PRUNERS, "adapters": ADAPTERS, "handlers": handler_registry()}
+                  "presses": PRESSES, "context-pruners": PRUNERS, "adapters": ADAPTERS, "handlers": handler_registry(),
+                  "unit-criteria": UNIT_CRITERIA}
     if kind is not None and kind not in registries:
         raise unknown_name("list kind", kind, registries)
     for name, registry in registries.items():

@@ -15,6 +15,8 @@ weights, so its score reduces to A_j^c: `activation_norm_scores`, kept as the na
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 
@@ -41,3 +43,21 @@ def cfsp_scores(down: Tensor, up: Tensor, gate: Tensor, activation_norm: Tensor,
 def activation_norm_scores(activation_norm: Tensor, *, c: float = 1.0) -> Tensor:
     """(n,) ||X_j||^c: what the released CFSP code's score reduces to."""
     return activation_norm.detach().double().pow(c)
+
+
+def cfsp_units(unit: Any, kind: str) -> Tensor:
+    """(size,) CFSP (kind "cfsp") or activation-norm ("act-norm") scores of a GLU UnitGroup's neurons, from
+    ||X_j|| of the down projection's inputs (sqrt(tokens x (variance + mean^2)))."""
+    import torch
+
+    from ..errors import ConfigError
+    from .flap import unit_scores
+
+    gate, up, pos = unit.glu_rows(kind)
+    if not torch.equal(unit.pos, pos):
+        raise ConfigError(f"criterion '{kind}': down_proj columns and gate/up rows of group '{unit.group.name}' "
+                          "are not in the same order.")
+    stats = unit.fluctuation
+    norm = (stats.n_tokens * (stats.variance.double() + stats.mean.double().square())).sqrt()  # (in,) ||X_j||
+    channel = cfsp_scores(unit.weight, up, gate, norm) if kind == "cfsp" else activation_norm_scores(norm)
+    return unit_scores(channel, pos, unit.size)

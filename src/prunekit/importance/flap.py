@@ -14,6 +14,7 @@ channel j with calibration mean mu_j and variance V_j:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,3 +50,8 @@ def bias_compensation(weight: Tensor, mean: Tensor, removed: Tensor) -> Tensor:
     removed = removed.long()
     w = weight.detach().double()[:, removed]  # (out, r)
     return (w @ mean.double()[removed]).to(weight.dtype)  # (out,)
+
+
+def flap_units(unit: Any) -> Tensor:
+    """(size,) FLAP scores of a UnitGroup: the WIFV scores of its output projection's input channels, per unit."""
+    return unit_scores(wifv_scores(unit.weight, unit.fluctuation.variance), unit.pos, unit.size)

@@ -11,6 +11,8 @@ of W_up (each (n, d)); higher score = keep.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -46,3 +48,11 @@ def glu_width_scores(gate: Tensor, up: Tensor, criterion: str) -> Tensor:
     if criterion not in fns:
         raise ValueError(f"Unknown GLU criterion '{criterion}'. Valid choices: {', '.join(GLU_CRITERIA)}")
     return fns[criterion](gate, up)
+
+
+def glu_units(unit: Any, kind: str) -> Tensor:
+    """(size,) `kind` (maw, vow, pon) scores of a GLU UnitGroup's neurons."""
+    from .flap import unit_scores
+
+    gate, up, pos = unit.glu_rows(kind)
+    return unit_scores(glu_width_scores(gate, up, kind), pos, unit.size)

@@ -5,6 +5,7 @@ ConvNets", use the L1 filter norm; Fang et al. 2023, DepGraph, sum it over the c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,3 +27,9 @@ def group_norm_scores(slices: Sequence[tuple[Tensor, int, Tensor]], num_units: i
         keep = unit >= 0
         total.index_add_(0, unit[keep], per_index[keep])
     return (total.sqrt() if p == 2 else total).float()
+
+
+def l2_units(unit: Any) -> Tensor:
+    """(size,) float64 L2 norms of a UnitGroup's units over every parameter slice of its group."""
+    slices = [(td.tensor, td.dim, pos) for td, pos in unit.graph.param_slices(unit.group)]
+    return group_norm_scores(slices, unit.size, 2).double()

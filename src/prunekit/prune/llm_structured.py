@@ -32,14 +32,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
+from ..importance.unit_criteria import UNIT_CRITERIA
 from .inputs import NO_INPUTS, PruneInputs
 from .structured import HEAD_MODES, HeadMode
 from .unit_allocation import allocate_units
 
-Criterion = Literal["flap", "maw", "vow", "pon", "cfsp", "act-norm", "l2"]
-CRITERIA = get_args(Criterion)
-GLU_ONLY = ("maw", "vow", "pon", "cfsp", "act-norm")
-NEEDS_ACTIVATIONS = ("flap", "cfsp", "act-norm")
 UnitAllocation = Literal["global", "uniform", "angular"]
 ALLOCATIONS = get_args(UnitAllocation)
 SCOPES = ("mlp", "heads")
@@ -56,7 +53,7 @@ class LLMStructuredConfig:
     fraction of the mean Gram diagonal. batch_size: calibration windows per forward."""
 
     ratio: float = 0.2
-    criterion: Criterion = "flap"
+    criterion: str = "flap"
     allocation: UnitAllocation = "global"
     bias_compensation: bool = True
     refit: bool = False
@@ -71,7 +68,7 @@ class LLMStructuredConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
             raise ConfigError(f"ratio must be in [0, 1), got {self.ratio}")
-        for name, value, choices in (("criterion", self.criterion, CRITERIA),
+        for name, value, choices in (("criterion", self.criterion, UNIT_CRITERIA.names()),
                                      ("allocation", self.allocation, ALLOCATIONS),
                                      ("head_mode", self.head_mode, HEAD_MODES)):
             if value not in choices:
@@ -80,7 +77,7 @@ class LLMStructuredConfig:
             bad = [s for s in self.scope if s not in SCOPES]
             if bad or not self.scope:
                 raise ConfigError(f"scope must be a non-empty list of {', '.join(SCOPES)}; got {self.scope}")
-            if self.criterion in GLU_ONLY and "heads" in self.scope:
+            if UNIT_CRITERIA.load(self.criterion).glu and "heads" in self.scope:
                 raise ConfigError(f"criterion '{self.criterion}' scores GLU neurons only; use scope: [mlp].")
         if not 0.0 < self.max_layer_ratio <= 1.0 or not 0.0 <= self.min_keep < 1.0:
             raise ConfigError("max_layer_ratio must be in (0, 1] and min_keep in [0, 1)")
@@ -94,7 +91,7 @@ class LLMStructuredConfig:
     def resolved_scope(self) -> list[str]:
         if self.scope is not None:
             return list(self.scope)
-        return ["mlp"] if self.criterion in GLU_ONLY else ["heads", "mlp"]
+        return ["mlp"] if UNIT_CRITERIA.load(self.criterion).glu else ["heads", "mlp"]
 
 
 def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
@@ -159,7 +156,7 @@ def calibration_statistics(loaded: Any, config: LLMStructuredConfig, inputs: Pru
                            outputs: dict) -> tuple[Any, dict]:
     """(calibration windows or None, {output layer: (fluctuation, Hessian or None)}) as the options need them."""
     gram = config.refit or config.scale_tuning
-    activations = config.criterion in NEEDS_ACTIVATIONS or config.bias_compensation or gram
+    activations = UNIT_CRITERIA.load(config.criterion).activations or config.bias_compensation or gram
     if (activations or config.allocation == "angular") and windows is None:
         windows = inputs.windows(loaded, f"criterion '{config.criterion}' with these options")
     if not activations:
@@ -213,41 +210,17 @@ def collect_input_stats(model: Any, layers: dict, windows: Any, batch_size: int,
 
 
 def group_scores(graph: Any, groups: list, kinds: dict, outputs: dict, stats: dict, criterion: str) -> dict:
-    """{group: (size,) float64 scores}, standardised per structure type (heads, mlp)."""
-    import torch
+    """{group: (size,) float64 scores} of the unit criterion `criterion`, standardised per structure type."""
+    from ..importance.flap import standardize
+    from ..importance.unit_criteria import UnitGroup
 
-    from ..importance.cfsp import activation_norm_scores, cfsp_scores
-    from ..importance.flap import standardize, unit_scores, wifv_scores
-    from ..importance.glu_width import glu_width_scores
-    from ..importance.group_norm import group_norm_scores
-
+    plugin = UNIT_CRITERIA.load(criterion)
+    score = plugin.scorer()
     raw = {}
     for g in groups:
-        if criterion == "flap":
-            name, weight, pos = outputs[g.name]
-            raw[g.name] = unit_scores(wifv_scores(weight, stats[name][0].variance), pos, g.size)
-        elif criterion == "l2":
-            raw[g.name] = group_norm_scores([(td.tensor, td.dim, pos) for td, pos in graph.param_slices(g)],
-                                            g.size, 2).double()
-        else:
-            rows = {td.sites[0][0].rsplit(".", 1)[-1]: (td, pos) for td, pos in graph.param_slices(g)
-                    if td.dim == 0 and td.tensor.ndim == 2 and td.sites}
-            if "gate_proj" not in rows or "up_proj" not in rows:
-                raise ConfigError(f"criterion '{criterion}' needs a GLU MLP (gate_proj, up_proj); group "
-                                  f"'{g.name}' has {sorted(rows)}.")
-            (gate, pos), (up, _) = rows["gate_proj"], rows["up_proj"]
-            if criterion in ("cfsp", "act-norm"):
-                name, down, down_pos = outputs[g.name]
-                if not torch.equal(down_pos, pos):
-                    raise ConfigError(f"criterion '{criterion}': down_proj columns and gate/up rows of group "
-                                      f"'{g.name}' are not in the same order.")
-                fluct = stats[name][0]
-                norm = (fluct.n_tokens * (fluct.variance.double() + fluct.mean.double().square())).sqrt()  # ||X_j||
-                channel = (cfsp_scores(down, up.tensor, gate.tensor, norm) if criterion == "cfsp"
-                           else activation_norm_scores(norm))
-            else:
-                channel = glu_width_scores(gate.tensor, up.tensor, criterion)
-            raw[g.name] = unit_scores(channel, pos, g.size)
+        name, weight, pos = outputs[g.name]
+        fluctuation = stats[name][0] if plugin.activations else None
+        raw[g.name] = score(UnitGroup(graph, g, name, weight, pos, fluctuation), **plugin.options)
     out = {}
     for kind in {kinds[g.name] for g in groups}:
         members = [g.name for g in groups if kinds[g.name] == kind]

@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from prunekit.errors import ConfigError
+from prunekit.importance.unit_criteria import UNIT_CRITERIA
 from prunekit.models import load
 from prunekit.pipeline import RunContext, run_stage
-from prunekit.prune.llm_structured import ALLOCATIONS, CRITERIA, GLU_ONLY
+from prunekit.prune.llm_structured import ALLOCATIONS
 from prunekit.prune.structured import CRITERIA as GRAPH_CRITERIA
 from prunekit.prune.structured import SCOPES
 from prunekit.recipe import parse_recipe
@@ -35,12 +36,12 @@ torch.set_num_threads(1)
 def cells():
     """(cell id, family, prune options, expected to work)."""
     for family in FAMILIES:
-        for criterion in CRITERIA:
+        for criterion in UNIT_CRITERIA.names():
             for allocation in ALLOCATIONS:
                 for recovery in RECOVERY:
                     options = {"method": "llm-structured", "ratio": 0.3, "criterion": criterion,
                                "allocation": allocation, **{r: r == recovery for r in RECOVERY[1:]}}
-                    works = family in GLU or criterion not in GLU_ONLY
+                    works = family in GLU or not UNIT_CRITERIA.load(criterion).glu
                     yield f"{family}-llm-{criterion}-{allocation}-{recovery}", family, options, works
         for criterion in GRAPH_CRITERIA:
             for scope in [[s] for s in SCOPES] + [["mlp", "heads"]]:

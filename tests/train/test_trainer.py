@@ -83,6 +83,15 @@ def _trainer(model, corpus, checkpoint=None, plugins=(), **overrides):
     return Trainer(model, params, config, loss_fn, stream, plugins=plugins, checkpoint=checkpoint)
 
 
+@pytest.fixture
+def ctrl_c():
+    """Python's Ctrl-C handler for the test: a process started in the background (nohup, `&`) inherits SIGINT
+    ignored, and the interrupt would never arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class StopAt(TrainPlugin):
     """Sends this process SIGINT (Ctrl-C) while step `step` updates the weights."""
 
@@ -94,7 +103,7 @@ class StopAt(TrainPlugin):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(corpus, tmp_path):
+def test_an_interrupted_run_resumes_to_the_same_weights(corpus, tmp_path, ctrl_c):
     straight = tiny_model("llama", layers=2, seed=1)
     result = _trainer(straight, corpus).fit()
     assert result.steps == 8 and result.tokens == 8 * 4 * 32
@@ -112,7 +121,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(corpus, tmp_path):
     assert [h["loss"] for h in again.history] == [h["loss"] for h in result.history]
 
 
-def test_a_checkpoint_of_other_settings_is_refused(corpus, tmp_path):
+def test_a_checkpoint_of_other_settings_is_refused(corpus, tmp_path, ctrl_c):
     checkpoint = tmp_path / "ckpt.pt"
     model = tiny_model("llama", layers=2)
     with pytest.raises(KeyboardInterrupt):

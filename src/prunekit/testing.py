@@ -46,3 +46,17 @@ class CharTokenizer:
 
     def __call__(self, text: str, add_special_tokens: bool = False, return_attention_mask: bool = False, **_: Any):
         return {"input_ids": [b % self.vocab for b in text.encode("utf-8")]}
+
+
+def layer_inputs(model: Any, module: Any, input_ids: Any):
+    """(tokens, in) inputs that `module` receives during one no-grad forward of `model` on `input_ids`."""
+    import torch
+
+    seen = []
+    handle = module.register_forward_hook(lambda _m, args, _out: seen.append(args[0].reshape(-1, args[0].shape[-1])))
+    try:
+        with torch.no_grad():
+            model(input_ids=input_ids)
+    finally:
+        handle.remove()
+    return torch.cat(seen)

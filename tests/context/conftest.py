@@ -99,10 +99,5 @@ def pruners(sentence_pruner, code_pruner, token_pruner):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The CPUs are shared: run each test module on one torch thread (set before the module's own
-    fixtures), restoring the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here runs with one torch thread (tests/conftest.py)."""

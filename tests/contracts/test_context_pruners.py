@@ -54,12 +54,7 @@ class Account:
 MODES = {"tokens": Budget(tokens=40), "rate": Budget(rate=0.4), "threshold": Budget(threshold=0.3)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

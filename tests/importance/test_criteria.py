@@ -15,7 +15,7 @@ from prunekit.methods import METHODS
 from prunekit.models import load
 from prunekit.pipeline import RunContext
 from prunekit.recipe import parse_recipe
-from prunekit.testing import CharTokenizer, tiny_model
+from prunekit.testing import CharTokenizer, layer_inputs, tiny_model
 
 torch.set_num_threads(1)
 
@@ -54,12 +54,8 @@ def test_the_ria_method_prunes_the_hand_computed_mask_of_a_layer(tmp_path):
     loaded.tokenizer = CharTokenizer()
     ctx = RunContext(parse_recipe({"calibration": {"corpus": str(corpus), "samples": 4, "seq_len": 32}}), None)
     q_proj = loaded.model.model.layers[0].self_attn.q_proj
-    seen = []
-    handle = q_proj.register_forward_hook(lambda m, a, o: seen.append(a[0].reshape(-1, a[0].shape[-1])))
-    with torch.no_grad():
-        loaded.model(input_ids=ctx.calibration(loaded.tokenizer))
-    handle.remove()
-    expected = unstructured_keep_mask(ria_scores(q_proj.weight, torch.cat(seen).pow(2).sum(0)), 0.5)
+    x = layer_inputs(loaded.model, q_proj, ctx.calibration(loaded.tokenizer))  # (tokens, in)
+    expected = unstructured_keep_mask(ria_scores(q_proj.weight, x.pow(2).sum(0)), 0.5)
     METHODS.load("ria")(loaded, from_dict(METHODS.get("ria").config, {}, "ria"), ctx.inputs(), method="ria")
     assert torch.equal(q_proj.weight != 0, expected)
     assert (~expected).sum(1).unique().numel() > 1  # compared over the layer: rows lose different counts

@@ -14,7 +14,7 @@ from prunekit.models import load
 from prunekit.pipeline import RunContext
 from prunekit.prune.dpruner import dpruner_scores
 from prunekit.recipe import parse_recipe
-from prunekit.testing import CharTokenizer, tiny_model
+from prunekit.testing import CharTokenizer, layer_inputs, tiny_model
 
 torch.set_num_threads(1)
 
@@ -75,12 +75,7 @@ def test_lam_zero_prunes_every_layer_by_the_domain_gradient_and_fisher(corpora):
 def _q_proj_hessian(loaded, ctx):
     """H = (2/N) X^T X of block 0's q_proj input (the dense embeddings after the norm), dampened by 1%."""
     q_proj = loaded.model.model.layers[0].self_attn.q_proj
-    seen = []
-    handle = q_proj.register_forward_hook(lambda m, a, o: seen.append(a[0].reshape(-1, a[0].shape[-1])))
-    with torch.no_grad():
-        loaded.model(input_ids=ctx.calibration(loaded.tokenizer))
-    handle.remove()
-    x = torch.cat(seen)  # (tokens, in)
+    x = layer_inputs(loaded.model, q_proj, ctx.calibration(loaded.tokenizer))  # (tokens, in)
     hessian = 2 * x.T @ x / x.shape[0]
     return hessian + 0.01 * hessian.diagonal().mean() * torch.eye(x.shape[1])
 

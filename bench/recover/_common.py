@@ -82,3 +82,11 @@ def gap_closed(dense: float, pruned: float, recovered: float) -> float:
 def write_result(name: str, result: dict[str, Any]) -> Path:
     """bench/results/recover-<name>.json with the command line, date and machine (write_record)."""
     return write_record(RESULTS / f"recover-{name}.json", result)
+
+
+def checkpoint(name: str) -> Path:
+    """Where the run that writes recover-<name>.json keeps its resumable training checkpoint: an interrupted
+    benchmark (Ctrl-C, SIGTERM) continues there when the same command runs again."""
+    from prunekit.utils.paths import cache_dir
+
+    return cache_dir("bench-recover") / "checkpoints" / f"{name}.pt"

@@ -56,9 +56,10 @@ def main() -> None:
                                    loss=loss, distill=args.distill, temperature=args.temperature,
                                    corpus=args.corpus, report_windows=0,
                                    eval_every=max(1, -(-args.tokens // (args.batch * args.seq_len)) // 10),
-                                   eval_windows=4, checkpoint_every=0)
+                                   eval_windows=4, checkpoint_every=10)
             start = time.perf_counter()
-            details = recover(loaded, config, teacher=dense if loss != "ce" else None)
+            ckpt = common.checkpoint(f"heal-{base}-{loss}-{args.tokens}{args.tag}")
+            details = recover(loaded, config, teacher=dense if loss != "ce" else None, checkpoint=ckpt)
             wall = time.perf_counter() - start
             after = common.perplexities(loaded)
             zeros_after = sum(int((p == 0).sum()) for n, p in loaded.model.named_parameters() if "layers" in n)

@@ -44,8 +44,9 @@ def main() -> None:
     for mix in ("fixed", "dynamic"):
         loaded = common.fresh_copy(base)
         config = RecoverConfig(tokens=args.tokens, lr=args.lr, corpus=CORPORA, mix=mix, mix_eta=args.eta,
-                               eval_every=max(1, steps // 10), eval_windows=4, report_windows=0, checkpoint_every=0)
-        details = recover(loaded, config, teacher=dense)
+                               eval_every=max(1, steps // 10), eval_windows=4, report_windows=0, checkpoint_every=10)
+        ckpt = common.checkpoint(f"mixture-{args.base}-{args.tokens}{args.tag}-{mix}")
+        details = recover(loaded, config, teacher=dense, checkpoint=ckpt)
         final = details["evals"][-1]
         reference = details["mixture"]["reference"] if details["mixture"] else None
         result[mix] = {"perplexity": common.perplexities(loaded, EVAL),

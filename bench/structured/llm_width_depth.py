@@ -178,7 +178,7 @@ def reload_check(dense, data, results: dict) -> None:
         before = loaded.model(ids).logits
         tokens = loaded.model.generate(ids[:, :32], max_new_tokens=16, do_sample=False)
     with tempfile.TemporaryDirectory() as tmp:
-        save_model(loaded, Path(tmp) / "m", plan=report)
+        save_model(loaded, Path(tmp) / "m", plan=report.report())
         again = load(str(Path(tmp) / "m"))
         with torch.no_grad():
             after = again.model(ids).logits

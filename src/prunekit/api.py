@@ -37,7 +37,9 @@ def evaluate(model: Any = "smollm2-135m", *, tasks: list[str] | None = None, cor
 
 
 def prune(model: Any, method: str, *, calibration: dict | None = None, **options: Any):
-    """Prune `model` (name, path or LoadedModel) in place with a registered method; returns (model, details)."""
+    """Prune `model` (name, path or LoadedModel) in place with a registered method; returns (model, result), the
+    result a `prunekit.prune.result.PruneResult` (requested / achieved removed fraction, layers, plan, details;
+    also readable as the report mapping)."""
     from .core.typed import from_dict
     from .methods import METHODS
     from .models import LoadedModel, load
@@ -47,8 +49,8 @@ def prune(model: Any, method: str, *, calibration: dict | None = None, **options
     config = from_dict(entry.config, options, method)
     loaded = model if isinstance(model, LoadedModel) else load(model)
     recipe = parse_recipe({"model": loaded.source or "smollm2-135m", "calibration": calibration or {}})
-    details = METHODS.load(method)(loaded, config, RunContext(recipe, Path(".")).inputs(), method=method)
-    return loaded, details
+    result = METHODS.load(method)(loaded, config, RunContext(recipe, Path(".")).inputs(), method=method)
+    return loaded, result
 
 
 def recover(model: Any, *, teacher: Any = None, checkpoint: str | None = None, **options: Any):

@@ -109,11 +109,11 @@ def run_stage(stage: Any, loaded: Any, ctx: RunContext, variant: str) -> dict:
     start = time.perf_counter()
     if stage.kind == "prune":
         log(f"  prune: {stage.options.method}")
-        details = METHODS.load(stage.options.method)(loaded, stage.options.config, ctx.inputs(),
-                                                     method=stage.options.method)
+        result = METHODS.load(stage.options.method)(loaded, stage.options.config, ctx.inputs(),
+                                                    method=stage.options.method)
         ctx.extras.setdefault(("plan", variant), []).append(
-            {"stage": stage.to_dict(), "layers": details.get("layers", {}), "plan": details.get("plan")})
-        details = {k: v for k, v in details.items() if k != "plan"}  # the plan goes to the saved folder
+            {"stage": stage.to_dict(), "layers": result.layers, "plan": result.plan})
+        details = result.report(with_plan=False)  # the plan goes to the saved folder
     elif stage.kind == "press":
         log(f"  press: {stage.options.name}")
         if ("press", variant) in ctx.extras:

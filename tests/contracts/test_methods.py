@@ -1,6 +1,7 @@
 """Contract of every registered pruning method, read from the registry (a new method is covered with no test edit):
-it meets the amount it reports as requested, leaves no hook or adapter behind (also when it fails), gives finite
-outputs, reports the shared keys, saves and reloads to the same logits, and refuses bad options by name.
+it returns a typed PruneResult, meets the amount it reports as requested, leaves no hook or adapter behind (also
+when it fails), gives finite outputs, reports the shared keys, saves and reloads to the same logits, and refuses
+bad options by name.
 
 Every method runs with its default options on a tiny Llama with a byte tokenizer; training methods train on the
 bundled wiki corpus (their default) with the dense model as teacher."""
@@ -16,6 +17,7 @@ import torch
 from prunekit.core.typed import from_dict
 from prunekit.errors import ConfigError
 from prunekit.methods import METHODS
+from prunekit.prune.result import PruneResult
 from prunekit.testing import CharTokenizer, tiny_loaded
 
 torch.set_num_threads(1)
@@ -60,6 +62,9 @@ def pruned(prune_inputs):
 @pytest.mark.parametrize("name", NAMES)
 def test_meets_the_requested_amount_and_reports_the_shared_keys(pruned, name):
     loaded, report = pruned[name]
+    assert isinstance(report, PruneResult), type(report)
+    assert (report.requested, report.achieved) == (report["requested_sparsity"], report["actual_sparsity"])
+    assert "plan" not in report.report(with_plan=False)
     assert {"layers", "requested_sparsity", "actual_sparsity"} <= set(report)
     assert report["layers"], "a report lists what it pruned"
     assert abs(report["actual_sparsity"] - report["requested_sparsity"]) <= 0.01, report["actual_sparsity"]

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
 from .inputs import NO_INPUTS, PruneInputs
+from .result import PruneResult
 
 Order = Literal["angular", "random", "last"]
 ORDERS = get_args(Order)
@@ -99,8 +100,8 @@ def _owner(model: Any, blocks: Any) -> tuple[Any, str]:
 
 
 def prune_depth(loaded: Any, config: DepthPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
-                windows: Any = None) -> dict:
-    """Remove whole blocks from `loaded.model`; return {"layers", "removed", "importance", "params_*", ...}.
+                windows: Any = None) -> PruneResult:
+    """Remove whole blocks from `loaded.model`; the result details removed blocks, their importance, params_*.
 
     windows: (samples, seq_len) calibration token ids for "angular" (default: the run's calibration)."""
     import torch
@@ -130,10 +131,7 @@ def prune_depth(loaded: Any, config: DepthPruneConfig, inputs: PruneInputs = NO_
     with torch.no_grad():
         remove_blocks(loaded, removed)
     params_after = sum(p.numel() for p in model.parameters())
-    return {
-        "layers": layers, "removed": removed, "order": config.order, "blocks_before": n_blocks,
-        "blocks_after": n_blocks - len(removed),
+    return PruneResult(requested=count / n_blocks, achieved=len(removed) / n_blocks, layers=layers, details={
+        "removed": removed, "order": config.order, "blocks_before": n_blocks, "blocks_after": n_blocks - len(removed),
         "importance": None if importance is None else [float(v) for v in importance],
-        "params_before": params_before, "params_after": params_after,
-        "requested_sparsity": count / n_blocks, "actual_sparsity": len(removed) / n_blocks,
-    }
+        "params_before": params_before, "params_after": params_after})

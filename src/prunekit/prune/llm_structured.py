@@ -34,6 +34,7 @@ from typing import Any, Literal, get_args
 from ..errors import ConfigError
 from ..importance.unit_criteria import UNIT_CRITERIA
 from .inputs import NO_INPUTS, PruneInputs
+from .result import PruneResult
 from .structured import HEAD_MODES, HeadMode
 from .unit_allocation import allocate_units
 
@@ -95,8 +96,8 @@ class LLMStructuredConfig:
 
 
 def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
-                         windows: Any = None) -> dict:
-    """Prune heads / MLP neurons of `loaded.model` in place; return {"layers", "plan", "params_*", ...}.
+                         windows: Any = None) -> PruneResult:
+    """Prune heads / MLP neurons of `loaded.model` in place; the result has layers, plan, params_*.
 
     windows: (samples, seq_len) calibration token ids (default: the run's calibration windows)."""
     import torch
@@ -123,18 +124,17 @@ def prune_llm_structured(loaded: Any, config: LLMStructuredConfig, inputs: Prune
     shapes = group_shapes(graph)
     bias_shapes, carried = add_biases(model, {n: b for n, (_w, b) in updates.items() if b is not None})
     adapter.sync_config()
-    report = {
-        "layers": alloc.layers(kinds, shapes, config.ratio), "plan": plan, "criterion": config.criterion,
-        "allocation": config.allocation, "params_before": params_before,
+    details = {
+        "criterion": config.criterion, "allocation": config.allocation, "params_before": params_before,
         "params_after": sum(p.numel() for p in model.parameters()), "non_embedding_params": alloc.nonembed,
-        "requested": config.ratio, "achieved": alloc.achieved, "requested_sparsity": config.ratio,
-        "actual_sparsity": alloc.achieved, "bias_compensation": config.bias_compensation, "refit": config.refit,
-        "scale_tuning": config.scale_tuning, "bias_carried": carried, "shapes": bias_shapes,
+        "requested": config.ratio, "achieved": alloc.achieved, "bias_compensation": config.bias_compensation,
+        "refit": config.refit, "scale_tuning": config.scale_tuning, "bias_carried": carried, "shapes": bias_shapes,
     }
     if alloc.importance is not None:
-        report["block_importance"] = [float(v) for v in alloc.importance]
-        report["block_ratios"] = [float(v) for v in alloc.block_ratio]
-    return report
+        details["block_importance"] = [float(v) for v in alloc.importance]
+        details["block_ratios"] = [float(v) for v in alloc.block_ratio]
+    return PruneResult(requested=config.ratio, achieved=alloc.achieved,
+                       layers=alloc.layers(kinds, shapes, config.ratio), plan=plan, details=details)
 
 
 def prunable_groups(model: Any, adapter: Any, config: LLMStructuredConfig) -> tuple[Any, dict, list, dict]:

@@ -34,6 +34,7 @@ from ..utils.progress import track
 from .config import WeightPruneConfig
 from .inputs import NO_INPUTS, PruneInputs
 from .layers import PrunableLayer, select_layers
+from .result import PruneResult
 
 MAX_LAYER_SPARSITY = 0.99  # a global threshold may empty a layer; keep 1% so the layer still carries signal
 COLLECTORS = {"norms": InputNormCollector, "hessian": HessianCollector}  # the input statistics of criterion.py
@@ -70,9 +71,10 @@ class LayerPruner:
         layer.module.weight.data.mul_(keep.t() if layer.transposed else keep)
 
 
-def prune_weights(loaded: Any, config: WeightPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str) -> dict:
-    """Prune `loaded.model` in place with the criterion registered as `method`; return per-layer requested/actual
-    sparsity and timings."""
+def prune_weights(loaded: Any, config: WeightPruneConfig, inputs: PruneInputs = NO_INPUTS, *,
+                  method: str) -> PruneResult:
+    """Prune `loaded.model` in place with the criterion registered as `method`; the result has per-layer
+    requested/actual sparsity and timings."""
     criterion: Criterion = CRITERIA.load(method)
     layers, skipped = select_layers(loaded.model, config.include, config.exclude)
     nm = NM(*config.nm) if config.nm else None
@@ -99,12 +101,11 @@ def prune_weights(loaded: Any, config: WeightPruneConfig, inputs: PruneInputs = 
         report[layer.name] = {"requested": nm_sparsity(nm, ratios[layer.name]), "actual": actual,
                               "params": weight.numel()}
     total = sum(v["params"] for v in report.values())
-    return {
-        "layers": report, "skipped": skipped, "no_calibration_input": unseen,
-        "prune_seconds": seconds, "peak_rss_bytes": memory.peak,
-        "requested_sparsity": sum(v["requested"] * v["params"] for v in report.values()) / total,
-        "actual_sparsity": sum(v["actual"] * v["params"] for v in report.values()) / total,
-    }
+    return PruneResult(
+        requested=sum(v["requested"] * v["params"] for v in report.values()) / total,
+        achieved=sum(v["actual"] * v["params"] for v in report.values()) / total, layers=report,
+        details={"skipped": skipped, "no_calibration_input": unseen, "prune_seconds": seconds,
+                 "peak_rss_bytes": memory.peak})
 
 
 def nm_sparsity(nm: NM | None, ratio: float) -> float:

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
 from .inputs import NO_INPUTS, PruneInputs
+from .result import PruneResult
 
 CRITERIA = ("l1", "l2", "taylor", "random")
 Target = Literal["channels", "params", "macs"]
@@ -71,7 +72,7 @@ def criterion_of(method: str) -> str:
 
 
 def prune_structured(loaded: Any, config: StructuredPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
-                     example_inputs: Any = None, batches: Any = None, loss_fn: Any = None) -> dict:
+                     example_inputs: Any = None, batches: Any = None, loss_fn: Any = None) -> PruneResult:
     """Prune `loaded.model` in place; return {"layers", "params_*", "macs_*", "plan", ...}.
 
     example_inputs: inputs for tracing (default: 8 token ids for HF models). batches / loss_fn: Taylor
@@ -116,15 +117,13 @@ def prune_structured(loaded: Any, config: StructuredPruneConfig, inputs: PruneIn
         layers[g.name] = {"kind": kinds[g.name], "before": g.size, "after": g.size - removed,
                           "requested": config.ratio if uniform_channels else removed / g.size,
                           "actual": removed / g.size, "shapes": shapes[g.name]}
-    return {
-        "layers": layers, "plan": plan, "criterion": criterion,
-        "params_before": params_before, "params_after": sum(p.numel() for p in model.parameters()),
+    return PruneResult(requested=config.ratio, achieved=achieved, layers=layers, plan=plan, details={
+        "criterion": criterion, "params_before": params_before,
+        "params_after": sum(p.numel() for p in model.parameters()),
         "macs_before": before["macs"], "macs_after": after["macs"],
         "target": config.target, "requested": config.ratio, "achieved": achieved,
         "frozen": graph.frozen, "graph_seconds": graph_seconds, "score_seconds": score_seconds,
-        "prune_seconds": prune_seconds,
-        "requested_sparsity": config.ratio, "actual_sparsity": achieved,
-    }
+        "prune_seconds": prune_seconds})
 
 
 def classify_groups(graph: Any, adapter: Any) -> dict[str, str]:

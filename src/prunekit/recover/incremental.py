@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..prune.inputs import NO_INPUTS, PruneInputs
+from ..prune.result import PruneResult
 from ..prune.structured import HeadMode
 
 SCOPES = ("heads", "mlp")
@@ -114,7 +115,7 @@ def update_block_sparsity(s: Any, importance: Any, delta: float, amplitude: floa
 
 
 def prune_incremental(loaded: Any, config: IncrementalPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
-                      windows: Any = None, teacher: Any = None) -> dict:
+                      windows: Any = None, teacher: Any = None) -> PruneResult:
     """Alternate pruning steps and training on `loaded.model` (in place) until `config.ratio`; return the report.
 
     windows: (samples, seq_len) calibration token ids (default: the run's). teacher: the dense model for the
@@ -179,7 +180,7 @@ def check_inputs(loaded: Any, config: IncrementalPruneConfig, inputs: PruneInput
 
 
 def final_report(loaded: Any, config: IncrementalPruneConfig, state: dict, cycles: list, prune_seconds: float,
-                 distilled: bool) -> dict:
+                 distilled: bool) -> PruneResult:
     """The method report: per group (original units, left, the block's s_l), the plan against the original
     model, every cycle, totals."""
     from ..graph.plan import plan_entries
@@ -194,15 +195,15 @@ def final_report(loaded: Any, config: IncrementalPruneConfig, state: dict, cycle
     achieved = (n0 - non_embedding_params(loaded)) / n0
     trained = [c["train"] for c in cycles if "train" in c]
     block_actual = 1 - block_sizes(list(loaded.adapter.blocks())) / state["block_params0"]
-    return {
-        "layers": layers, "plan": plan_entries(state["graph0"], removed, kinds0), "cycles": cycles,
-        "params_before": state["params0"], "params_after": sum(p.numel() for p in model.parameters()),
+    return PruneResult(requested=config.ratio, achieved=achieved, layers=layers,
+                       plan=plan_entries(state["graph0"], removed, kinds0), details={
+        "cycles": cycles, "params_before": state["params0"],
+        "params_after": sum(p.numel() for p in model.parameters()),
         "non_embedding_params": n0, "requested": config.ratio, "achieved": achieved,
-        "requested_sparsity": config.ratio, "actual_sparsity": achieved,
         "block_sparsity": state["s"].tolist(), "block_actual": block_actual.tolist(),
         "tokens": sum(t["tokens"] for t in trained), "train_seconds": sum(t["seconds"] for t in trained),
         "prune_seconds": prune_seconds, "distilled": distilled,
-    }
+       })
 
 
 def prune_step(loaded: Any, config: IncrementalPruneConfig, windows: Any, state: dict, budget: int) -> dict:

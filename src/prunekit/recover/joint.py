@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..prune.inputs import NO_INPUTS, PruneInputs
+from ..prune.result import PruneResult
 
 GATES = ("gumbel", "hard-concrete")
 PENALTIES = ("quadratic", "lagrangian")
@@ -318,7 +319,7 @@ def train_gated(loaded: Any, gates: UnitGates, config: JointPruneConfig, train: 
 
 
 def prune_joint(loaded: Any, config: JointPruneConfig, inputs: PruneInputs = NO_INPUTS, *, method: str,
-                teacher: Any = None, checkpoint: Any = None) -> dict:
+                teacher: Any = None, checkpoint: Any = None) -> PruneResult:
     """Prune heads / MLP neurons of `loaded.model` in place while LoRA adapters train; merge them; report.
 
     teacher: the dense model for a distillation loss (default: the run's dense model, inputs.dense). checkpoint: a
@@ -367,16 +368,15 @@ def prune_joint(loaded: Any, config: JointPruneConfig, inputs: PruneInputs = NO_
     log(f"  joint-lora: {result.tokens} tokens in {result.seconds:.0f} s; expected ratio {learned:.3f}, gates "
         f"closed {closed:.3f}, removed {achieved:.4f} (requested {config.ratio}"
         + ("" if abs(achieved - config.ratio) <= 0.01 else "; the groups in scope cannot give more") + ")")
-    return {
-        "layers": layers, "plan": plan, "gate": config.gate, "penalty": config.penalty,
+    return PruneResult(requested=config.ratio, achieved=achieved, layers=layers, plan=plan, details={
+        "gate": config.gate, "penalty": config.penalty,
         "params_before": params_before, "params_after": sum(p.numel() for p in model.parameters()),
         "non_embedding_params": int(gates.total), "requested": config.ratio, "achieved": achieved,
-        "requested_sparsity": config.ratio, "actual_sparsity": achieved,
         "expected_ratio": learned, "closed_ratio": closed, "loss": train.loss, "rank": train.rank,
         "tokens": result.tokens, "steps": result.steps, "train_seconds": result.seconds,
         "tokens_per_second": result.tokens_per_second, "history": result.history, "evals": result.evals,
         "penalty_curve": curve, "resumed_from": result.resumed_from,
-    }
+       })
 
 
 def _layer_rows(cands: list, costs: list, selection: dict, kinds: dict, shapes: dict, gates: UnitGates,

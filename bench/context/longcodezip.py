@@ -4,7 +4,9 @@
 Setup: ``--n`` modules of the CPython 3.11 standard library with ``--lo``..``--hi`` SmolLM2 tokens, chosen
 with ``random.Random(seed)``, each with one documented function or method (docstring, >= 6 lines, name
 defined once in the module) chosen with the same Random. Query: "What does `name` do and what does it
-return?". ``Budget(rate=1/3)``, SmolLM2-135M as the LM and counter.
+return?". A third of the tokens kept (``--rate 1/3``, the kept fraction, written as "rate"; the budget is
+``Budget(ratio=2/3)``, ratio being the removed fraction, built by ``_common.keeping``; each row's "ratio" is the
+kept fraction ``Pruned.kept_fraction``), SmolLM2-135M as the LM and counter.
 
 A case passes when the function's ``def`` line is in the output and at least half of its non-blank body
 lines are ("most of its body"). Also reported: the ``def`` line alone, the mean kept share of the body,
@@ -23,9 +25,9 @@ import json
 import sys
 import time
 
-from _common import CACHE, markdown_table, pick_code_cases, setup, write_result
+from _common import CACHE, keeping, markdown_table, pick_code_cases, setup, write_result
 
-from prunekit.context import Budget, LongCodeZipConfig, LongCodeZipPruner, TokenCounter, split_chunks
+from prunekit.context import LongCodeZipConfig, LongCodeZipPruner, TokenCounter, split_chunks
 from prunekit.models import load
 
 
@@ -50,7 +52,7 @@ def kept_lines(source: str, spans: list[tuple[int, int]]) -> list[bool]:
 def evaluate(pruner: RecordingLongCodeZip, case: dict, rate: float) -> dict:
     source = case["source"]
     start = time.perf_counter()
-    result = pruner.prune(case["question"], source, Budget(rate=rate))
+    result = pruner.prune(case["question"], source, keeping(rate))
     seconds = time.perf_counter() - start
     lines = source.splitlines()
     keep = kept_lines(source, result.kept_spans)
@@ -61,7 +63,7 @@ def evaluate(pruner: RecordingLongCodeZip, case: dict, rate: float) -> dict:
     ami, selected = pruner.last_coarse
     rank = 1 + sum(value > ami[target] for value in ami)
     return {"module": case["module"], "function": case["function"], "tokens": result.original_tokens,
-            "ratio": result.ratio, "def_kept": keep[case["start"]], "body_share": body_share,
+            "ratio": result.kept_fraction, "def_kept": keep[case["start"]], "body_share": body_share,
             "kept": keep[case["start"]] and body_share >= 0.5, "chunk_selected": target in selected,
             "chunk_rank": rank, "chunks": len(chunks), "seconds": seconds}
 
@@ -72,7 +74,8 @@ def main() -> None:
     parser.add_argument("--lo", type=int, default=1500)
     parser.add_argument("--hi", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rate", type=float, default=1 / 3)
+    parser.add_argument("--rate", type=float, default=1 / 3, help="fraction of the tokens KEPT (the budget's "
+                        "ratio, the removed fraction, is 1 - rate); written as 'rate'")
     parser.add_argument("--tag", default="")
     parser.add_argument("--max-seconds", type=float, default=540,
                         help="stop starting new cases after this long; rerun to resume")

@@ -1,5 +1,8 @@
-"""Rate accuracy of the context pruners: |kept/original - rate| for rates 0.2..0.8 on real inputs over
-200 tokens (acceptance: <= 0.02 for every pruner).
+"""Rate accuracy of the context pruners: |kept/original - rate| for kept fractions ("rates") 0.2..0.8 on real
+inputs over 200 tokens (acceptance: <= 0.02 for every pruner).
+
+"rate" here and in the results is the KEPT fraction; the budget is ``Budget(ratio=1 - rate)`` (ratio: the
+removed fraction, see ``_common.keeping``), whose target ``round(rate * n)`` is the old ``Budget(rate=rate)``'s.
 
 - sentences (MiniLM scorer, MiniLM WordPiece counting) and tokens (SmolLM2-135M self-information,
   SmolLM2 counting): SQuAD v1.1 dev paragraphs of one article concatenated until the text has over 200
@@ -10,8 +13,8 @@
 The LM scores of an input do not depend on the rate, so each LM-scored input is scored once and the
 scores are reused across rates (in-memory caches around ``ami`` / ``line_scores`` /
 ``self_information``); everything else, including the final re-count, runs per rate.
-``ratio`` is the pruner's ``Pruned.ratio``; ``recount`` re-encodes the output text with the same counter
-(for tokens it differs from ``ratio`` where kept pieces of split words meet, see tokens.py).
+``ratio`` (in the results) is the pruner's ``Pruned.kept_fraction``; ``recount`` re-encodes the output text with
+the same counter (for tokens it differs from ``ratio`` where kept pieces of split words meet, see tokens.py).
 
   python bench/context/rate.py [--inputs 20] [--seed 0] [--only sentences tokens code]
 (with --only, the other pruners' rows are kept from the previous bench/results/context-rate.json)
@@ -27,6 +30,7 @@ import time
 
 from _common import (
     RESULTS,
+    keeping,
     markdown_table,
     multi_paragraph_context,
     pick_code_cases,
@@ -36,7 +40,7 @@ from _common import (
     write_result,
 )
 
-from prunekit.context import Budget, LongCodeZipPruner, SentencePruner, TokenCounter, TokenPruner
+from prunekit.context import LongCodeZipPruner, SentencePruner, TokenCounter, TokenPruner
 from prunekit.models import load
 
 RATES = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
@@ -95,9 +99,9 @@ def measure(name: str, pruner, inputs: list[tuple[str, str]], recount) -> dict:
     start = time.perf_counter()
     for i, (query, text) in enumerate(inputs):
         for rate in RATES:
-            result = pruner.prune(query, text, Budget(rate=rate))
+            result = pruner.prune(query, text, keeping(rate))
             rows.append({"input": i, "rate": rate, "original_tokens": result.original_tokens,
-                         "kept_tokens": result.kept_tokens, "ratio": result.ratio,
+                         "kept_tokens": result.kept_tokens, "ratio": result.kept_fraction,
                          "recount": recount(result.text) / result.original_tokens})
         print(f"  {name} {i + 1}/{len(inputs)} ({time.perf_counter() - start:.0f}s)", flush=True)
     errors = [abs(r["ratio"] - r["rate"]) for r in rows]

@@ -6,10 +6,11 @@ Setup (all seeded, stated in the JSON):
 - Context: the gold paragraph plus ``--n-other`` other paragraphs of the same article (drawn with the
   same Random, which then shuffles the paragraph order), joined by blank lines. The answer-bearing sentence
   is the unit of :func:`prunekit.context.split_units` that contains the first answer's ``answer_start``.
-- Budget: ``Budget(rate=0.5)`` counted in the reader's (SmolLM2-135M) tokenizer, the same for all
+- Budget: 50% of the tokens kept (``--rate 0.5``, the kept fraction; ``Budget(ratio=0.5)``, ratio being
+  the removed fraction) counted in the reader's (SmolLM2-135M) tokenizer, the same for all
   three methods, which share the pruner and differ only in the sentence scores: ours (MiniLM cosine),
   random (uniform scores, seeded per question) and lead (earlier sentences first). ``allow_partial`` is on
-  (default), so each may add one truncated sentence to land on the rate; a sentence counts as kept only
+  (default), so each may add one truncated sentence to land on the target; a sentence counts as kept only
   when its whole span is kept.
 - Reader: SmolLM2-135M-Instruct; ``--prompt chat`` (default): its chat template, one made-up demonstration
   exchange (``DEMO_*``), then the user turn
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 import torch
 from _common import (
     exact_match,
+    keeping,
     markdown_table,
     multi_paragraph_context,
     setup,
@@ -44,7 +46,7 @@ from _common import (
     write_result,
 )
 
-from prunekit.context import Budget, MiniLMScorer, SentencePruner, TokenCounter, split_units
+from prunekit.context import MiniLMScorer, SentencePruner, TokenCounter, split_units
 from prunekit.models import load
 
 
@@ -114,10 +116,12 @@ def bootstrap_ci(diffs: list[float], draws: int = 2000, seed: int = 0) -> tuple[
 
 
 def throughput(pruner: SentencePruner, items: list[dict], rate: float) -> dict:
-    pruner.prune(items[0]["question"], items[0]["context"], Budget(rate=rate))  # warm-up
+    """Original tokens per second of ``pruner`` keeping the fraction ``rate`` of each context."""
+    budget = keeping(rate)
+    pruner.prune(items[0]["question"], items[0]["context"], budget)  # warm-up
     tokens, start = 0, time.perf_counter()
     for item in items:
-        tokens += pruner.prune(item["question"], item["context"], Budget(rate=rate)).original_tokens
+        tokens += pruner.prune(item["question"], item["context"], budget).original_tokens
     seconds = time.perf_counter() - start
     return {"tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
             "ms_per_context": 1000 * seconds / len(items)}
@@ -128,7 +132,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--reader-n", type=int, default=80)
     parser.add_argument("--n-other", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=0.5)
+    parser.add_argument("--rate", type=float, default=0.5, help="fraction of the tokens KEPT (the budget's ratio, "
+                        "the removed fraction, is 1 - rate); written as 'rate'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reader-methods", nargs="*", default=["full", "ours", "random"])
     parser.add_argument("--prompt", choices=["chat", "plain"], default="chat", help="reader prompt style")
@@ -145,7 +150,7 @@ def main() -> None:
     minilm = MiniLMScorer()
     pruners = {"ours": SentencePruner(minilm, counter), "random": SentencePruner(RandomScorer(args.seed), counter),
                "lead": SentencePruner(LeadScorer(), counter)}
-    budget = Budget(rate=args.rate)
+    budget = keeping(args.rate)
 
     pruned: dict[str, list] = {name: [] for name in pruners}
     retention = {}
@@ -156,7 +161,7 @@ def main() -> None:
             pruned[name].append(result)
             sentence_kept += covered(result.kept_spans, *answer_unit(item["context"], item["answer_start"]))
             answer_kept += covered(result.kept_spans, item["answer_start"], item["answer_end"])
-            ratio += result.ratio
+            ratio += result.kept_fraction  # 'mean_ratio' stays the kept fraction
         retention[name] = {"answer_sentence_kept": sentence_kept / len(items), "answer_span_kept": answer_kept
                            / len(items), "mean_ratio": ratio / len(items)}
         print(f"{name}: {retention[name]}", flush=True)

@@ -1,6 +1,7 @@
 """Throughput of the sentence pruner (Provence-style, MiniLM scorer) on CPU: original tokens per second of
-``SentencePruner.prune`` at rate 0.5 over the SQuAD v1.1 dev contexts of ``squad.py`` (same seeded sample:
-gold paragraph + ``--n-other`` paragraphs). Models are loaded once and one warm-up call is made; timing is
+``SentencePruner.prune`` keeping half the tokens (``--rate 0.5``, the kept fraction, i.e. ``Budget(ratio=0.5)``)
+over the SQuAD v1.1 dev contexts of ``squad.py`` (same seeded sample: gold paragraph + ``--n-other``
+paragraphs). Models are loaded once and one warm-up call is made; timing is
 ``time.perf_counter`` around the whole loop, repeated ``--repeats`` times (the best and the median are
 reported). Two countings: the reader's SmolLM2 tokenizer (as in squad.py) and the default MiniLM one.
 Run on a quiet machine; the timing is meaningless while other jobs share the cores.
@@ -26,7 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--n-other", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=0.5)
+    parser.add_argument("--rate", type=float, default=0.5, help="fraction of the tokens KEPT (the budget's ratio, "
+                        "the removed fraction, is 1 - rate); written as 'rate'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)

@@ -69,15 +69,18 @@ def recover(model: Any, *, teacher: Any = None, checkpoint: str | None = None, *
 
 
 def compress_context(query: str, text: str | bytes, *, method: str = "sentences", tokens: int | None = None,
-                     rate: float | None = None, threshold: float | None = None, pruner: Any = None):
+                     ratio: float | None = None, threshold: float | None = None, rate: float | None = None,
+                     pruner: Any = None):
     """Prune `text` for `query` with a context pruner (sentences, code, tokens); returns a `Pruned`.
 
-    Give exactly one of `tokens` (keep at most N tokens), `rate` (kept fraction) or `threshold`
-    (adaptive, sentences only). Pass a constructed `pruner` to reuse its loaded models across calls.
+    Give exactly one of `tokens` (keep at most N tokens), `ratio` (the fraction of the tokens REMOVED, in
+    [0, 1), as `ratio` everywhere in prunekit) or `threshold` (adaptive, sentences only). `rate` (the kept
+    fraction) is the deprecated old form of `ratio` = 1 - rate: it still works, with a RenamedOptionWarning.
+    Pass a constructed `pruner` to reuse its loaded models across calls.
     """
     from .context import Budget, get_pruner
 
-    budget = Budget(tokens=tokens, rate=rate, threshold=threshold)
+    budget = Budget(tokens=tokens, ratio=ratio, threshold=threshold, rate=rate)
     if pruner is None:
         pruner = get_pruner(method)()
     return pruner.prune(query, text, budget)

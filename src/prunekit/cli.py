@@ -168,28 +168,43 @@ def context(
     file: Annotated[Path, typer.Argument(help="Text or code file to prune ('-' reads standard input).")],
     query: Annotated[str, typer.Option("--query", "-Q", help="The question the kept context must answer.")],
     budget: Annotated[int | None, typer.Option(help="Keep at most this many tokens.")] = None,
-    rate: Annotated[float | None, typer.Option(help="Keep this fraction of the tokens, in (0, 1].")] = None,
+    ratio: Annotated[float | None, typer.Option(
+        help="Remove this fraction of the tokens, in [0, 1) (0.5 keeps half).")] = None,
     threshold: Annotated[float | None, typer.Option(
         help="Adaptive: keep sentences scoring at least this (method sentences).")] = None,
     method: Annotated[str, typer.Option(help="sentences (Provence-style), code (LongCodeZip) or tokens "
                                         "(self-information baseline).")] = "sentences",
+    rate: Annotated[float | None, typer.Option(
+        help="Deprecated: the KEPT fraction, in (0, 1]; use --ratio (removed fraction) = 1 - rate.")] = None,
 ) -> None:
-    """Prune a context for a query and print the kept text, then the ratio on standard error."""
+    """Prune a context for a query and print the kept text, then the token counts and the removed fraction on
+    standard error."""
+    import warnings
+
     from .api import compress_context
     from .context import get_pruner
+    from .core.typed import RenamedOptionWarning
 
     get_pruner(method)  # fail on a bad name before reading anything
-    if [budget, rate, threshold].count(None) != 2:
-        raise PrunekitError("Give exactly one of --budget N, --rate R or --threshold T.")
+    if [budget, ratio, rate, threshold].count(None) != 3:
+        raise PrunekitError("Give exactly one of --budget N, --ratio R or --threshold T"
+                            + (" (--rate is the old form of --ratio)." if rate is not None else "."))
+    if rate is not None:
+        typer.echo(f"--rate (kept fraction) is deprecated and replaced by --ratio (removed fraction) = 1 - rate: "
+                   f"use --ratio {1 - rate:g}.", err=True)
     if str(file) == "-":
         data = sys.stdin.buffer.read()
     elif not file.is_file():
         raise PrunekitError(f"File '{file}' does not exist.")
     else:
         data = file.read_bytes()
-    pruned = compress_context(query, data, method=method, tokens=budget, rate=rate, threshold=threshold)
+    with warnings.catch_warnings():  # --rate's deprecation is printed above, once
+        warnings.simplefilter("ignore", RenamedOptionWarning)
+        pruned = compress_context(query, data, method=method, tokens=budget, ratio=ratio, threshold=threshold,
+                                  rate=rate)
     typer.echo(pruned.text)
-    typer.echo(f"kept {pruned.kept_tokens} of {pruned.original_tokens} tokens (ratio {pruned.ratio:.3f})", err=True)
+    typer.echo(f"kept {pruned.kept_tokens} of {pruned.original_tokens} tokens "
+               f"(removed fraction {pruned.removed_fraction:.3f})", err=True)
 
 
 @app.command("list")

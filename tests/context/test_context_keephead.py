@@ -80,7 +80,7 @@ def test_keep_head_drives_the_pruner(minilm, data, trained):
     (question, paragraph, answer), sentence = data[1][0]
     pruner = SentencePruner(KeepHeadScorer(trained, *minilm))
     result = pruner.prune(question, paragraph, Budget(threshold=0.5))
-    assert sentence in result.text and result.ratio < 0.6
+    assert sentence in result.text and result.kept_fraction < 0.6
     vote = SentencePruner(KeepHeadScorer(trained, *minilm, reduce="vote", token_threshold=0.1))
     assert sentence in vote.prune(question, paragraph, Budget(threshold=0.5)).text
 

@@ -1,4 +1,4 @@
-"""LongCodeZip: knapsack optimality, spikes, budget allocation, chunking, rate and markers."""
+"""LongCodeZip: knapsack optimality, spikes, budget allocation, chunking, removed ratio and markers."""
 
 from __future__ import annotations
 
@@ -160,22 +160,22 @@ def check_render(original: str, result) -> None:
     assert blank_dropped >= 0
 
 
-@pytest.mark.parametrize("rate", [0.15, 0.3, 0.5, 0.75])
-def test_rate_within_two_percent_on_textwrap(code_pruner, textwrap_source, rate):
+@pytest.mark.parametrize("ratio", [0.85, 0.7, 0.5, 0.25])
+def test_ratio_within_two_percent_on_textwrap(code_pruner, textwrap_source, ratio):
     result = code_pruner.prune("How does shorten collapse whitespace and truncate?", textwrap_source,
-                               Budget(rate=rate))
+                               Budget(ratio=ratio))
     assert result.original_tokens > 200
     assert result.kept_tokens == code_pruner.counter(result.text)
-    assert abs(result.ratio - rate) <= 0.02
+    assert abs(result.removed_fraction - ratio) <= 0.02
     assert MARKER.search(result.text)
     check_render(textwrap_source, result)
 
 
-@pytest.mark.parametrize("rate", [0.3, 0.6])
-def test_rate_on_a_small_file(code_pruner, rate):
-    result = code_pruner.prune("deposit money into the account", SMALL_CODE, Budget(rate=rate))
+@pytest.mark.parametrize("ratio", [0.7, 0.4])
+def test_ratio_on_a_small_file(code_pruner, ratio):
+    result = code_pruner.prune("deposit money into the account", SMALL_CODE, Budget(ratio=ratio))
     assert result.original_tokens > 200
-    assert abs(result.ratio - rate) <= 0.02
+    assert abs(result.removed_fraction - ratio) <= 0.02
     check_render(SMALL_CODE, result)
 
 
@@ -188,7 +188,7 @@ def test_coarse_stage_follows_ami(tiny_lm, monkeypatch):
     """With an AMI that favours the chunk naming the query identifier, that function is kept."""
     pruner = LongCodeZipPruner(*tiny_lm, config=LongCodeZipConfig(fine_ratio=1.0))
     monkeypatch.setattr(pruner, "ami", lambda query, texts: [float("withdraw" in t) for t in texts])
-    result = pruner.prune("withdraw", SMALL_CODE, Budget(rate=0.3))
+    result = pruner.prune("withdraw", SMALL_CODE, Budget(ratio=0.7))
     assert "def withdraw(self, amount):" in result.text
     assert "insufficient funds" in result.text
     assert "def compound_interest" not in result.text
@@ -198,9 +198,9 @@ def test_go_markers(tiny_lm):
     body = "func f{i}(x int) int {{\n\ty := x * {i}\n\ty = y + {i}\n\tfmt.Println(y)\n\treturn y\n}}\n\n"
     go = "package main\n\nimport \"fmt\"\n\n" + "".join(body.format(i=i) for i in range(12))
     pruner = LongCodeZipPruner(*tiny_lm, config=LongCodeZipConfig(language="go"))
-    result = pruner.prune("which function multiplies by seven", go, Budget(rate=0.4))
+    result = pruner.prune("which function multiplies by seven", go, Budget(ratio=0.6))
     assert "// ... (" in result.text and "# ..." not in result.text
-    assert abs(result.ratio - 0.4) <= 0.02
+    assert abs(result.kept_fraction - 0.4) <= 0.02
 
 
 def test_config_validation():

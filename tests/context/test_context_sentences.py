@@ -1,4 +1,4 @@
-"""Provence-style sentence pruner: rate accuracy, adaptive threshold, spans, titles, reranking."""
+"""Provence-style sentence pruner: ratio accuracy, adaptive threshold, spans, titles, reranking."""
 
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ def reconstruct(original: str, result, separator: str = " ") -> str:
     return separator.join(original[s:e] for s, e in result.kept_spans)
 
 
-@pytest.mark.parametrize("rate", [0.1, 0.25, 0.4, 0.5, 0.75, 0.9])
-def test_rate_within_two_percent(sentence_pruner, passage, query, rate):
-    result = sentence_pruner.prune(query, passage, Budget(rate=rate))
+@pytest.mark.parametrize("ratio", [0.9, 0.75, 0.6, 0.5, 0.25, 0.1])
+def test_ratio_within_two_percent(sentence_pruner, passage, query, ratio):
+    result = sentence_pruner.prune(query, passage, Budget(ratio=ratio))
     assert result.original_tokens > 200
     assert result.kept_tokens == sentence_pruner.counter(result.text)
-    assert abs(result.ratio - rate) <= 0.02
+    assert abs(result.removed_fraction - ratio) <= 0.02
     assert result.text == reconstruct(passage, result)
 
 
@@ -44,9 +44,9 @@ def test_whole_sentences_only_without_partial(minilm, passage, query):
     pruner = SentencePruner(KeywordScorer(minilm[1]), config=SentenceConfig(allow_partial=False))
     units = split_sentences(passage)
     starts, ends = {s for s, _ in units}, {e for _, e in units}
-    for rate in (0.2, 0.5):
-        result = pruner.prune(query, passage, Budget(rate=rate))
-        assert result.kept_tokens <= round(rate * result.original_tokens)
+    for ratio, keep in ((0.8, 0.2), (0.5, 0.5)):
+        result = pruner.prune(query, passage, Budget(ratio=ratio))
+        assert result.kept_tokens <= round(keep * result.original_tokens)
         assert all(s in starts and e in ends for s, e in result.kept_spans)  # whole sentences only
 
 
@@ -80,9 +80,9 @@ def test_adjacent_sentences_keep_original_whitespace(minilm):
 
 def test_custom_counter_is_used(minilm, passage, query):
     words = SentencePruner(KeywordScorer(minilm[1]), counter=lambda t: len(t.split()))
-    result = words.prune(query, passage, Budget(rate=0.3))
+    result = words.prune(query, passage, Budget(ratio=0.7))
     assert result.original_tokens == len(passage.split())
-    assert abs(result.ratio - 0.3) <= 0.02
+    assert abs(result.kept_fraction - 0.3) <= 0.02
 
 
 def test_passage_score_and_rerank(sentence_pruner, passage, other_passage, query):

@@ -1,4 +1,4 @@
-"""Self-information token pruner: exact token rate, spans, sliding windows, threshold mode."""
+"""Self-information token pruner: exact kept token count, spans, sliding windows, threshold mode."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from prunekit.context.tokens import (
 )
 
 
-@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.7, 0.9])
-def test_rate_is_exact_in_lm_tokens(token_pruner, passage, rate):
-    result = token_pruner.prune("", passage, Budget(rate=rate))
+@pytest.mark.parametrize("ratio, keep", [(0.9, 0.1), (0.7, 0.3), (0.5, 0.5), (0.3, 0.7), (0.1, 0.9)])
+def test_ratio_is_exact_in_lm_tokens(token_pruner, passage, ratio, keep):
+    result = token_pruner.prune("", passage, Budget(ratio=ratio))
     assert result.original_tokens == token_pruner.counter(passage) > 200
-    assert result.kept_tokens == round(rate * result.original_tokens)
-    assert abs(result.ratio - rate) <= 0.02
-    assert abs(token_pruner.counter(result.text) / result.original_tokens - rate) <= 0.02  # re-encoded
+    assert result.kept_tokens == round(keep * result.original_tokens)
+    assert abs(result.removed_fraction - ratio) <= 0.02
+    assert abs(token_pruner.counter(result.text) / result.original_tokens - keep) <= 0.02  # re-encoded
 
 
 def test_token_budget_is_exact(token_pruner, passage):
@@ -33,7 +33,7 @@ def test_token_budget_is_exact(token_pruner, passage):
 
 
 def test_output_is_the_kept_spans(token_pruner, passage):
-    result = token_pruner.prune("", passage, Budget(rate=0.4))
+    result = token_pruner.prune("", passage, Budget(ratio=0.6))
     assert result.text == join_pieces(passage, result.kept_spans)
     assert "".join(result.text.split()) == "".join("".join(passage[s:e].split()) for s, e in result.kept_spans)
     assert all(0 <= s < e <= len(passage) for s, e in result.kept_spans)
@@ -43,7 +43,7 @@ def test_output_is_the_kept_spans(token_pruner, passage):
 def test_most_informative_tokens_are_kept(tiny_lm, passage):
     pruner = TokenPruner(*tiny_lm, TokenPrunerConfig(word_prefix=False))  # plain top-k
     ids, offsets, info = pruner.self_information(passage)
-    result = pruner.prune("", passage, Budget(rate=0.5))
+    result = pruner.prune("", passage, Budget(ratio=0.5))
     assert result.kept_spans == token_spans(passage, offsets, keep_top(info, result.kept_tokens))
     kept = set(keep_top(info, result.kept_tokens))
     dropped_max = max(float(info[i]) for i in range(len(ids)) if i not in kept)
@@ -56,10 +56,10 @@ def test_kept_word_pieces_bring_their_word_prefix(token_pruner, passage):
     ids, offsets, info = token_pruner.self_information(passage)
     pieces = [i for i in range(len(ids)) if continues_word(passage, offsets, i)]
     assert pieces  # the WordPiece test tokenizer splits some words
-    for rate in (0.2, 0.5, 0.8):
-        keep = keep_top_words(info, round(rate * len(ids)), passage, offsets)
-        assert len(keep) == round(rate * len(ids)) and keep == with_word_prefixes(keep, passage, offsets)
-        result = token_pruner.prune("", passage, Budget(rate=rate))
+    for ratio, kept in ((0.8, 0.2), (0.5, 0.5), (0.2, 0.8)):
+        keep = keep_top_words(info, round(kept * len(ids)), passage, offsets)
+        assert len(keep) == round(kept * len(ids)) and keep == with_word_prefixes(keep, passage, offsets)
+        result = token_pruner.prune("", passage, Budget(ratio=ratio))
         assert result.kept_spans == token_spans(passage, offsets, keep)
 
 
@@ -95,7 +95,7 @@ def test_sliding_windows_cover_every_token(tiny_lm, passage):
     assert not torch.isnan(windowed).any() and windowed.shape == full.shape
     assert torch.allclose(full[:63], windowed[:63], atol=1e-4)  # the first window (anchor + 63) matches
     pruner = TokenPruner(model, tok, TokenPrunerConfig(window=64, stride=16))
-    assert pruner.prune("", passage, Budget(rate=0.25)).kept_tokens == round(0.25 * len(ids))
+    assert pruner.prune("", passage, Budget(ratio=0.75)).kept_tokens == round(0.25 * len(ids))
 
 
 def test_span_helpers():

@@ -1,8 +1,9 @@
 """Contract of every registered context pruner, read from the registry (a new pruner is covered with no test edit):
-the budget semantics of prunekit.context.base (a token or rate target is never exceeded, the ratio is kept / original
-tokens in the pruner's own counting, kept spans are in order and appear in the output in that order), empty text
-gives an empty result, a budget at or above the text returns it unchanged, unsupported budget modes and anything
-that is not a Budget raise ConfigError naming the valid choices, and query-based pruners refuse an empty query.
+the budget semantics of prunekit.context.base (a token or ratio target is never exceeded, the kept fraction is
+kept / original tokens in the pruner's own counting, kept spans are in order and appear in the output in that order),
+empty text gives an empty result, a budget at or above the text returns it unchanged, unsupported budget modes and
+anything that is not a Budget raise ConfigError naming the valid choices, and query-based pruners refuse an empty
+query.
 
 Building: a pruner whose constructor takes `model` and `tokenizer` gets a tiny random Llama on the packaged MiniLM
 tokenizer; any other is built with its defaults, which must stay cheap (the sentence pruner loads the packaged
@@ -51,7 +52,7 @@ class Account:
         self.balance -= amount
         self.history.append(("withdraw", amount))
 '''
-MODES = {"tokens": Budget(tokens=40), "rate": Budget(rate=0.4), "threshold": Budget(threshold=0.3)}
+MODES = {"tokens": Budget(tokens=40), "ratio": Budget(ratio=0.6), "threshold": Budget(threshold=0.3)}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,19 +93,19 @@ def test_the_registry_holds_context_pruner_classes_under_their_own_names():
     for name in NAMES:
         cls = PRUNERS.load(name)
         assert issubclass(cls, ContextPruner) and cls.name == name and PRUNERS.get(name).summary
-        assert set(cls.supported_modes) <= set(MODES) and {"tokens", "rate"} <= set(cls.supported_modes)
+        assert set(cls.supported_modes) <= set(MODES) and {"tokens", "ratio"} <= set(cls.supported_modes)
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("budget", [Budget(tokens=1), Budget(tokens=40), Budget(rate=0.3), Budget(rate=0.6)],
-                         ids=["tokens1", "tokens40", "rate0.3", "rate0.6"])
-def test_the_target_is_never_exceeded_and_the_ratio_is_reported(build, name, budget):
+@pytest.mark.parametrize("budget", [Budget(tokens=1), Budget(tokens=40), Budget(ratio=0.7), Budget(ratio=0.4)],
+                         ids=["tokens1", "tokens40", "ratio0.7", "ratio0.4"])
+def test_the_target_is_never_exceeded_and_the_kept_fraction_is_reported(build, name, budget):
     pruner = build(name)
     result = pruner.prune(QUERY, TEXT, budget)
     n = pruner.counter(TEXT)
     assert result.original_tokens == n > 200
     assert result.kept_tokens <= budget.target(n) < n
-    assert result.ratio == result.kept_tokens / n
+    assert result.kept_fraction == result.kept_tokens / n
     assert_spans_in_order(TEXT, result)
 
 
@@ -115,7 +116,7 @@ def test_each_budget_mode_is_served_or_refused_by_name(build, name):
         if mode in pruner.supported_modes:
             result = pruner.prune(QUERY, TEXT, budget)  # a threshold's scale is the pruner's own: any amount
             assert result.original_tokens == pruner.counter(TEXT) and result.kept_tokens <= result.original_tokens
-            assert result.ratio == result.kept_tokens / result.original_tokens
+            assert result.kept_fraction == result.kept_tokens / result.original_tokens
             assert_spans_in_order(TEXT, result)
         else:
             valid = ", ".join(pruner.supported_modes)
@@ -135,7 +136,7 @@ def test_empty_text_gives_an_empty_result(build, name):
 def test_a_budget_at_or_above_the_text_returns_it_unchanged(build, name):
     pruner = build(name)
     n = pruner.counter(TEXT)
-    for budget in (Budget(tokens=n), Budget(tokens=n + 50), Budget(rate=1.0)):
+    for budget in (Budget(tokens=n), Budget(tokens=n + 50), Budget(ratio=0.0)):
         assert pruner.prune(QUERY, TEXT, budget) == Pruned(TEXT, [(0, len(TEXT))], 1.0, n, n)
 
 
@@ -146,7 +147,7 @@ def test_anything_but_a_budget_is_refused(build, name, bad):
         build(name).prune(QUERY, TEXT, bad)
 
 
-@pytest.mark.parametrize("kwargs", [{"tokens": 0}, {"rate": 0.0}, {"rate": 1.5}, {"tokens": 5, "rate": 0.5}, {}])
+@pytest.mark.parametrize("kwargs", [{"tokens": 0}, {"ratio": 1.0}, {"ratio": -0.5}, {"tokens": 5, "ratio": 0.5}, {}])
 def test_bad_budget_values_are_refused(kwargs):
     with pytest.raises(ConfigError, match="Budget"):
         Budget(**kwargs)
@@ -158,7 +159,7 @@ def test_the_query_rule(build, name):
     for empty in ("", "   "):
         if pruner.needs_query:
             with pytest.raises(ConfigError, match="query is empty"):
-                pruner.prune(empty, TEXT, Budget(rate=0.5))
+                pruner.prune(empty, TEXT, Budget(ratio=0.5))
         else:
-            result = pruner.prune(empty, TEXT, Budget(rate=0.5))
-            assert 0 < result.kept_tokens <= Budget(rate=0.5).target(result.original_tokens)
+            result = pruner.prune(empty, TEXT, Budget(ratio=0.5))
+            assert 0 < result.kept_tokens <= Budget(ratio=0.5).target(result.original_tokens)

@@ -2,17 +2,22 @@
 
 Every pruner implements ``prune(query, text, budget) -> Pruned``. Shared behaviour:
 
-- **Budget.** Exactly one of ``tokens`` (keep at most this many tokens), ``rate`` (kept fraction in
-  (0, 1]; the target is ``max(1, round(rate * original_tokens))``) or ``threshold`` (adaptive pruners
-  keep every unit scoring at least the threshold). Pruners refuse modes they do not support.
+- **Budget.** Exactly one of ``tokens`` (keep at most this many tokens), ``ratio`` (the fraction of the
+  tokens REMOVED, in [0, 1), as ``ratio`` everywhere in prunekit; the target is
+  ``max(1, round((1 - ratio) * original_tokens))``) or ``threshold`` (adaptive pruners keep every unit
+  scoring at least the threshold). Pruners refuse modes they do not support. The old ``rate`` (the KEPT
+  fraction, LLMLingua's convention) still works with a :class:`~prunekit.core.typed.RenamedOptionWarning`:
+  ``Budget(rate=r)`` is ``Budget(ratio=1 - r)`` and keeps exactly the ``round(r * original_tokens)`` tokens
+  it kept before.
 - **Counting.** Tokens are counted by a :class:`TokenCounter` built from an HF tokenizer
   (``len(tok(text, add_special_tokens=False).input_ids)``); each pruner documents which tokenizer.
-  ``Pruned.ratio = kept_tokens / original_tokens``.
+  ``Pruned.kept_fraction = kept_tokens / original_tokens`` and ``Pruned.removed_fraction`` is
+  ``1 - kept_fraction`` (``Pruned.ratio``, the kept fraction, is the deprecated old name).
 - **Bad input.** An empty (or blank) query raises ``ValueError`` for query-dependent pruners. Empty
-  text returns an empty :class:`Pruned` with ratio 1.0. A budget at or above the text's token count
-  returns the text unchanged with ratio 1.0. ``bytes`` are decoded as UTF-8; undecodable bytes raise
-  ``ValueError`` ("text is not valid UTF-8 ... pass str or decode it first"). Other types raise
-  ``ValueError`` naming the type and the accepted ones.
+  text returns an empty :class:`Pruned` with kept fraction 1.0. A budget at or above the text's token
+  count returns the text unchanged with kept fraction 1.0. ``bytes`` are decoded as UTF-8; undecodable
+  bytes raise ``ValueError`` ("text is not valid UTF-8 ... pass str or decode it first"). Other types
+  raise ``ValueError`` naming the type and the accepted ones.
 """
 
 from __future__ import annotations
@@ -20,15 +25,18 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from prunekit.core.typed import RenamedOptionWarning
 from prunekit.errors import ConfigError
 
-BudgetMode = Literal["tokens", "rate", "threshold"]
+BudgetMode = Literal["tokens", "ratio", "threshold"]
 Span = tuple[int, int]
 
 
@@ -38,50 +46,99 @@ class Pruned:
 
     text: str
     kept_spans: list[Span] = field(default_factory=list)  # character offsets into the original text
-    ratio: float = 1.0  # kept tokens / original tokens
+    kept_fraction: float = 1.0  # kept tokens / original tokens
     original_tokens: int = 0
     kept_tokens: int = 0
+
+    @property
+    def removed_fraction(self) -> float:
+        """Removed tokens / original tokens, ``1 - kept_fraction`` (the meaning of ``ratio`` in prunekit)."""
+        return 1.0 - self.kept_fraction
+
+    @property
+    def ratio(self) -> float:
+        """Deprecated: the KEPT fraction; use :attr:`kept_fraction` (or :attr:`removed_fraction`)."""
+        warnings.warn("Pruned.ratio (kept fraction) is renamed kept_fraction; it will mean the removed fraction "
+                      "like everywhere else in prunekit", RenamedOptionWarning, stacklevel=2)
+        return self.kept_fraction
+
+
+def _complement(fraction: float) -> float:
+    """``1 - fraction`` computed on the decimal the user wrote (``1 - 0.7`` is 0.3, not 0.30000000000000004),
+    so that ``ratio=0.7`` keeps exactly what ``rate=0.3`` kept, rounding ties included."""
+    return float(1 - Decimal(str(float(fraction))))
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How much to keep: exactly one of ``tokens``, ``rate`` or ``threshold``."""
+    """How much to keep: exactly one of ``tokens``, ``ratio`` (fraction REMOVED) or ``threshold``.
+
+    ``rate`` (the kept fraction) is the deprecated old form: ``Budget(rate=r)`` is ``Budget(ratio=1 - r)``
+    with the same target as before and warns :class:`~prunekit.core.typed.RenamedOptionWarning`.
+    """
 
     tokens: int | None = None
-    rate: float | None = None
+    ratio: float | None = None
     threshold: float | None = None
+    rate: InitVar[float | None] = None
+    _keep: float | None = field(default=None, init=False, repr=False)  # kept fraction in ratio mode
 
-    def __post_init__(self) -> None:
-        given = [name for name in ("tokens", "rate", "threshold") if getattr(self, name) is not None]
+    def __post_init__(self, rate: float | None) -> None:
+        if rate is not None:
+            self._take_rate(rate)
+        given = [name for name in ("tokens", "ratio", "threshold") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ConfigError(
-                f"Budget needs exactly one of tokens, rate or threshold, got {given or 'none'}. "
-                "Valid choices: Budget(tokens=N), Budget(rate=0.5), Budget(threshold=0.3)."
+                f"Budget needs exactly one of tokens, ratio or threshold, got {given or 'none'}. "
+                "Valid choices: Budget(tokens=N), Budget(ratio=0.5) (remove half the tokens), "
+                "Budget(threshold=0.3)."
             )
         if self.tokens is not None:
             if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 1:
                 raise ConfigError(f"Budget tokens={self.tokens!r} is invalid; valid: an int >= 1.")
-        if self.rate is not None:
-            rate = self.rate
-            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 < rate <= 1.0:
-                raise ConfigError(f"Budget rate={rate!r} is invalid; valid: a float in (0, 1].")
+        if self.ratio is not None and self._keep is None:
+            if not _is_number(self.ratio) or not 0.0 <= self.ratio < 1.0:
+                raise ConfigError(f"Budget ratio={self.ratio!r} is invalid; valid: the fraction of the tokens "
+                                  "removed, a float in [0, 1).")
+            object.__setattr__(self, "_keep", _complement(self.ratio))
         if self.threshold is not None:
             thr = self.threshold
-            if isinstance(thr, bool) or not isinstance(thr, int | float) or not math.isfinite(thr):
+            if not _is_number(thr) or not math.isfinite(thr):
                 raise ConfigError(f"Budget threshold={thr!r} is invalid; valid: a finite float.")
+
+    def _take_rate(self, rate: float) -> None:
+        """Accept the old ``rate`` (kept fraction): store ``ratio = 1 - rate`` and keep ``rate`` for the target."""
+        if self.ratio is not None:
+            raise ConfigError(
+                f"Budget got both rate={rate!r} and ratio={self.ratio!r}; rate (kept fraction) is the old name "
+                "of ratio (removed fraction) = 1 - rate. Give only ratio."
+            )
+        if not _is_number(rate) or not 0.0 < rate <= 1.0:
+            raise ConfigError(f"Budget rate={rate!r} is invalid; valid: a float in (0, 1] (the kept fraction; "
+                              "better: ratio, the removed fraction, in [0, 1)).")
+        warnings.warn(f"Budget rate (kept fraction) is replaced by ratio (removed fraction) = 1 - rate: "
+                      f"rate={rate!r} is ratio={_complement(rate)!r}; rate still works for now",
+                      RenamedOptionWarning, stacklevel=4)
+        object.__setattr__(self, "ratio", _complement(rate))
+        object.__setattr__(self, "_keep", rate)
 
     @property
     def mode(self) -> BudgetMode:
         if self.tokens is not None:
             return "tokens"
-        return "rate" if self.rate is not None else "threshold"
+        return "ratio" if self.ratio is not None else "threshold"
 
     def target(self, total: int) -> int | None:
-        """Token target for a text of ``total`` tokens (None in threshold mode), capped at ``total``."""
+        """Token target for a text of ``total`` tokens (None in threshold mode), capped at ``total``:
+        ``tokens``, or ``max(1, round((1 - ratio) * total))`` in ratio mode."""
         if self.tokens is not None:
             return min(self.tokens, total)
-        if self.rate is not None:
-            return min(total, max(1, round(self.rate * total)))
+        if self._keep is not None:
+            return min(total, max(1, round(self._keep * total)))
         return None
 
 
@@ -151,7 +208,7 @@ def merge_spans(spans: Sequence[Span], text: str, bridge_whitespace: bool = True
 
 def unchanged(text: str, n_tokens: int) -> Pruned:
     spans = [(0, len(text))] if text else []
-    return Pruned(text, spans, 1.0, n_tokens, n_tokens)
+    return Pruned(text, spans, kept_fraction=1.0, original_tokens=n_tokens, kept_tokens=n_tokens)
 
 
 class ContextPruner(ABC):
@@ -159,7 +216,7 @@ class ContextPruner(ABC):
 
     name: str = "pruner"
     needs_query: bool = True
-    supported_modes: tuple[str, ...] = ("tokens", "rate", "threshold")
+    supported_modes: tuple[str, ...] = ("tokens", "ratio", "threshold")
     counter: Callable[[str], int]
 
     def prune(self, query: str | bytes, text: str | bytes, budget: Budget) -> Pruned:
@@ -173,7 +230,7 @@ class ContextPruner(ABC):
                 "so pass a non-empty question."
             )
         if not text:
-            return Pruned("", [], 1.0, 0, 0)
+            return Pruned("", [], kept_fraction=1.0, original_tokens=0, kept_tokens=0)
         n_tokens = self.counter(text)
         if n_tokens == 0:
             return unchanged(text, 0)

@@ -23,8 +23,8 @@ Code Language Models", ASE 2025, arXiv 2510.00446). Training-free; needs any cau
    (runs of blank lines vanish without a marker). The joined text, markers included, is re-counted, and
    blocks are dropped (least relevant chunk, then lowest value density first) or added (the reverse),
    then single lines added, until ``target - tolerance * original <= kept <= target`` or no move helps;
-   rate semantics: ``target = max(1, round(rate * original))``. When not even one marker fits the
-   budget the result is empty text.
+   ``ratio`` is the removed fraction: ``target = max(1, round((1 - ratio) * original))``. When not even
+   one marker fits the budget the result is empty text.
 
 Counting: the LM's tokenizer (``TokenCounter``) unless ``counter`` is given. ``kept_spans`` are line
 runs of the original; the output is those runs with marker lines between them.
@@ -97,7 +97,7 @@ class LongCodeZipPruner(ContextPruner):
 
     name = "code"
     needs_query = True
-    supported_modes = ("tokens", "rate")
+    supported_modes = ("tokens", "ratio")
 
     def __init__(self, model: Any = None, tokenizer: Any = None, counter: Callable[[str], int] | None = None,
                  config: LongCodeZipConfig | None = None):
@@ -303,5 +303,5 @@ class LongCodeZipPruner(ContextPruner):
         out, spans = self.render(lines, keep)
         kept = self.counter(out)
         if kept > target and not spans:  # even a lone marker is over budget
-            return Pruned("", [], 0.0, n_tokens, 0)
-        return Pruned(out, spans, kept / n_tokens, n_tokens, kept)
+            return Pruned("", [], kept_fraction=0.0, original_tokens=n_tokens, kept_tokens=0)
+        return Pruned(out, spans, kept_fraction=kept / n_tokens, original_tokens=n_tokens, kept_tokens=kept)

@@ -10,13 +10,13 @@ Budget modes:
 
 - ``threshold``: keep sentences scoring >= tau (the best one always, the title with ``keep_title``).
   The amount kept adapts to the passage, as in Provence.
-- ``tokens`` / ``rate``: take sentences greedily by score while they fit, skipping those that do not,
+- ``tokens`` / ``ratio``: take sentences greedily by score while they fit, skipping those that do not,
   and drop the weakest if joining makes the measured count exceed the target. With ``allow_partial``
   (default), the remaining gap is filled with a prefix of the best unselected sentence, cut at a
-  token boundary, so the kept count lands within a token or two of the target; rate semantics are
-  ``target = max(1, round(rate * original_tokens))`` and ``|ratio - rate| <= 0.02`` on texts over
-  200 tokens (tested). With ``allow_partial=False`` only whole sentences are kept and the count is
-  at most the target.
+  token boundary, so the kept count lands within a token or two of the target; ``ratio`` is the removed
+  fraction, ``target = max(1, round((1 - ratio) * original_tokens))`` and
+  ``|removed_fraction - ratio| <= 0.02`` on texts over 200 tokens (tested). With ``allow_partial=False``
+  only whole sentences are kept and the count is at most the target.
 
 Counting: tokens of the scorer's tokenizer (MiniLM WordPiece by default) unless ``counter`` is given,
 e.g. ``TokenCounter(generator_tokenizer)``. Kept sentences that are adjacent in the original are
@@ -116,7 +116,7 @@ class SentencePruner(ContextPruner):
 
     name = "sentences"
     needs_query = True
-    supported_modes = ("tokens", "rate", "threshold")
+    supported_modes = ("tokens", "ratio", "threshold")
 
     def __init__(self, scorer: SentenceScorer | None = None, counter: Callable[[str], int] | None = None,
                  config: SentenceConfig | None = None):
@@ -163,7 +163,7 @@ class SentencePruner(ContextPruner):
     def _result(self, text: str, spans: Sequence[Span], n_tokens: int) -> Pruned:
         out, merged = self._render(text, spans)
         kept = self.counter(out)
-        return Pruned(out, merged, kept / n_tokens, n_tokens, kept)
+        return Pruned(out, merged, kept_fraction=kept / n_tokens, original_tokens=n_tokens, kept_tokens=kept)
 
     def _prune(self, query: str, text: str, budget: Budget, n_tokens: int) -> Pruned:
         units, scores = self.score_units(query, text)

@@ -6,9 +6,10 @@ Each token's self-information ``-log p(token | prefix)`` (nats) comes from the i
 sliding windows of ``window`` tokens (stride ``window // 2``) for long texts; the first token is
 scored after the tokenizer's BOS (else CLS / EOS) or always kept when there is none.
 
-- ``tokens`` / ``rate``: tokens are taken by descending self-information (ties by position) until
-  ``target = round(rate * n)`` (or ``tokens``) are kept, so ``kept_tokens == target`` **exactly**, counted
-  in the LM tokenizer (the only counting tokenizer of this pruner; ``add_special_tokens=False``).
+- ``tokens`` / ``ratio`` (``ratio`` is the removed fraction): tokens are taken by descending
+  self-information (ties by position) until ``target = max(1, round((1 - ratio) * n))`` (or ``tokens``)
+  are kept, so ``kept_tokens == target`` **exactly**, counted in the LM tokenizer (the only counting
+  tokenizer of this pruner; ``add_special_tokens=False``).
 - ``threshold``: keep tokens whose self-information is >= the threshold (at least one token).
 
 Word prefixes (``word_prefix=True``, default; our addition, not in the papers): a token that continues a
@@ -17,7 +18,7 @@ token, as in digit-splitting tokenizers) is kept only together with the tokens b
 Taking a token also takes its missing prefix and is skipped when that would pass the target; in threshold
 mode the prefixes of the passing tokens are added. Without it, kept word pieces such as "Ma" + "richt"
 or the digits of "1957" without their space token re-encode into more tokens: on SQuAD paragraphs with
-SmolLM2-135M the re-encoded output overshot the rate by up to 0.053 (11% of cases over 0.02); with it,
+SmolLM2-135M the re-encoded output overshot the kept fraction by up to 0.053 (11% of cases over 0.02); with it,
 by at most 0.007 (bench/context/rate.py). ``word_prefix=False`` keeps the plain top-k tokens.
 
 Query-agnostic (as Selective Context): the query may be empty and is ignored.
@@ -148,7 +149,7 @@ class TokenPruner(ContextPruner):
 
     name = "tokens"
     needs_query = False
-    supported_modes = ("tokens", "rate", "threshold")
+    supported_modes = ("tokens", "ratio", "threshold")
 
     def __init__(self, model: Any = None, tokenizer: Any = None, config: TokenPrunerConfig | None = None):
         if model is None:
@@ -186,4 +187,5 @@ class TokenPruner(ContextPruner):
             assert target is not None
             keep = keep_top_words(info, target, text, offsets) if words else keep_top(info, target)
         spans = token_spans(text, offsets, keep)
-        return Pruned(join_pieces(text, spans), spans, len(keep) / n, n, len(keep))
+        return Pruned(join_pieces(text, spans), spans, kept_fraction=len(keep) / n, original_tokens=n,
+                      kept_tokens=len(keep))

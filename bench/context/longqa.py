@@ -38,9 +38,9 @@ from prunekit.runtime import make_press
 
 def presses(delta_budget: int) -> dict:
     lazy = {"schedule": {8: 0.4, 18: 0.08}, "window": 1, "pool": 15, "keep_last": 32}
-    return {"dense": None, "snapkv r=0.5": ("snapkv", {"compression_ratio": 0.5}),
-            "streamingllm r=0.5": ("streamingllm", {"compression_ratio": 0.5}),
-            "knorm r=0.5": ("knorm", {"compression_ratio": 0.5}), "lazyllm": ("lazyllm", lazy),
+    return {"dense": None, "snapkv r=0.5": ("snapkv", {"ratio": 0.5}),
+            "streamingllm r=0.5": ("streamingllm", {"ratio": 0.5}),
+            "knorm r=0.5": ("knorm", {"ratio": 0.5}), "lazyllm": ("lazyllm", lazy),
             "hip": ("hip", {}), f"delta budget {delta_budget}": ("delta", {"budget": delta_budget})}
 
 

@@ -71,7 +71,7 @@ def check_replay(lm, length: int) -> list[dict]:
     for key, sample in needle_range(lm.tokenizer, length, 0, 1)[:2]:
         prefill = DensePrefill(lm.model, ids_tensor(sample))
         for name, cls in PRESSES.items():
-            press = cls(compression_ratio=0.5)
+            press = cls(ratio=0.5)
             replayed, _, _ = replay_kv_press(lm.model, press, prefill, STEPS, eos)
             with press(lm.model):
                 generated = greedy_generate(lm.model, sample.input_ids, STEPS, eos)
@@ -93,6 +93,7 @@ def save(length: int, checks: list, records: dict, quiet: bool = False) -> None:
         dense_acc = sum(dense[k]["correct"] for k in keys if k in dense) / len(keys)
         byte_ratio = sum(recs[k]["bytes"] / dense[k]["bytes"] for k in keys) / len(keys)
         kept = sum(recs[k]["kept"] for k in keys) / len(keys)
+        # "compression_ratio": the press's `ratio`, under the key older result files use
         summary.append({"press": name, "compression_ratio": ratio, "samples": len(keys), "accuracy": accuracy,
                         "dense_accuracy_same_samples": dense_acc, "cache_bytes_mean": sum(recs[k]["bytes"]
                                                                                           for k in keys) / len(keys),
@@ -141,7 +142,7 @@ def main() -> None:
         for name, (cls, options) in configs.items():
             memo = memos.setdefault(cls, {})
             for ratio in RATIOS:
-                press = memoised(cls, memo, compression_ratio=ratio, **options)
+                press = memoised(cls, memo, ratio=ratio, **options)
                 tokens, size, lengths = replay_kv_press(model, press, prefill, STEPS, eos)
                 records.setdefault(f"{name}@{ratio}", {})[key] = {
                     "correct": answer_correct(tok, tokens, sample), "bytes": size,

@@ -10,7 +10,8 @@ Schedules are {layer: cumulative keep fraction} (see prunekit.runtime.tokens.laz
   Per-sample results are merged into bench/results/runtime-lazyllm.json across runs.
 Target: TTFT <= `--max-ttft` (0.75) x dense with needle accuracy at most 5 points below dense.
 `--defaults` adds the press with its defaults (config "defaults": `LazyLLMPress()`, the measured schedule scaled to
-the model, pool 15, window 1, keep_last 32); `--ratio R` adds `LazyLLMPress(compression_ratio=R)` (config "ratio-R").
+the model, pool 15, window 1, keep_last 32); `--ratio R` adds `LazyLLMPress(ratio=R)` (config "ratio-R"; its
+profile's options keep the result key `compression_ratio`, the option's old name, so older result files compare).
 `--output NAME` writes bench/results/runtime-NAME.json instead of runtime-lazyllm.json (records merge per file).
 
   python bench/runtime/lazyllm.py --timing --schedules A B C D
@@ -49,6 +50,7 @@ from prunekit.evaluate.efficiency import interleaved_medians
 from prunekit.evaluate.needle import greedy_generate
 from prunekit.runtime import LazyLLMPress, keep_counts
 
+RESULT_KEYS = {"ratio": "compression_ratio"}  # option -> key in the result files (written before the rename)
 PRESETS = {  # name: schedule {layer: cumulative keep fraction}
     "A": {8: 0.6, 14: 0.4, 20: 0.25},
     "B": {6: 0.5, 12: 0.3, 18: 0.2},
@@ -113,7 +115,7 @@ def main() -> None:
                         "or --ratio)")
     parser.add_argument("--defaults", action="store_true", help="also the press with its defaults (config 'defaults')")
     parser.add_argument("--ratio", type=float, action="append", default=[],
-                        help="also compression_ratio=R (repeatable)")
+                        help="also the press with ratio=R (repeatable)")
     parser.add_argument("--max-ttft", type=float, default=0.75, help="TTFT / dense target of the summary")
     parser.add_argument("--output", default="lazyllm", help="results file bench/results/runtime-<output>.json")
     parser.add_argument("--timing", action="store_true")
@@ -133,7 +135,7 @@ def main() -> None:
     schedules = dict(parse_schedule(s, args.window, args.pool, args.keep_last) for s in names)
     if args.defaults:
         schedules["defaults"] = {}  # LazyLLMPress() as make_press("lazyllm") builds it
-    schedules.update({f"ratio-{r:g}": {"compression_ratio": r} for r in args.ratio})
+    schedules.update({f"ratio-{r:g}": {"ratio": r} for r in args.ratio})
     previous = read_result(args.output) or {}
     if previous.get("length") not in (None, length):
         previous = {}
@@ -142,7 +144,8 @@ def main() -> None:
         press = LazyLLMPress(**options)
         schedule = press.schedule_for(layers)
         counts = keep_counts(length, schedule, layers)
-        profiles[name] = {"options": options, "schedule": {str(k): v for k, v in schedule.items()},
+        recorded = {RESULT_KEYS.get(k, k): v for k, v in options.items()}  # result files keep the old key
+        profiles[name] = {"options": recorded, "schedule": {str(k): v for k, v in schedule.items()},
                           "window": press.window, "pool": press.pool, "keep_last": press.keep_last,
                           "tokens_per_layer": counts, "mean_kept_fraction": sum(counts) / (layers * length)}
     timing = previous.get("timing", {})

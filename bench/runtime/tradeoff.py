@@ -50,7 +50,7 @@ def measure(length: int, repeats: int, hip_per_depth: int, previous: dict) -> di
         def run(press=None):
             return prefill_call(model, ids, press)
 
-        fns = {"dense": run(), **{n: run(c(compression_ratio=0.5)) for n, c in KV.items()}, "hip": run(HipPress())}
+        fns = {"dense": run(), **{n: run(c(ratio=0.5)) for n, c in KV.items()}, "hip": run(HipPress())}
         torch.set_num_threads(2)
         medians = interleaved_medians(fns, repeats=repeats)
         torch.set_num_threads(1)

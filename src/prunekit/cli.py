@@ -83,7 +83,7 @@ def eval_(
         "--press", help="Also evaluate inside this inference-time press (prunekit list presses); repeat to "
         "compare several against dense.")] = None,
     press_ratio: Annotated[float | None, typer.Option(
-        "--press-ratio", help="compression_ratio of every --press, in [0, 1): the fraction of the press's work "
+        "--press-ratio", help="ratio of every --press, in [0, 1): the fraction of the press's work "
         "removed (KV entries, prompt-token work over layers for lazyllm, attended keys for delta and hip).")]
     = None,
     press_option: Annotated[list[str] | None, typer.Option(
@@ -104,7 +104,7 @@ def eval_(
             raise PrunekitError("--press-ratio and --press-option need at least one --press NAME.")
     options = _press_options(press_option or [])
     if press_ratio is not None:
-        options["compression_ratio"] = press_ratio
+        options["ratio"] = press_ratio
     tasks = tasks or ("needle" if press else "perplexity,efficiency")
     recipe = parse_recipe({
         "name": "eval", "model": model,

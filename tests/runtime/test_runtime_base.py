@@ -27,15 +27,15 @@ KV_PRESSES = [StreamingLLMPress, H2OPress, SnapKVPress, KeyNormPress]
 def all_presses():
     """One active (non-trivial) instance of every press, sized for a 4-layer tiny model and 96-token prompts."""
     return [
-        StreamingLLMPress(compression_ratio=0.5),
-        H2OPress(compression_ratio=0.5),
-        SnapKVPress(compression_ratio=0.5, window=8),
-        KeyNormPress(compression_ratio=0.5),
+        StreamingLLMPress(ratio=0.5),
+        H2OPress(ratio=0.5),
+        SnapKVPress(ratio=0.5, window=8),
+        KeyNormPress(ratio=0.5),
         PerLayerPress(KeyNormPress(), {1: 0.5}),
         LazyLLMPress(schedule={1: 0.5, 3: 0.25}),
         DeltaPress(budget=32, page_size=8, recent_pages=1, dense_layers=1, selection_layers=[1]),
         HipPress(top_k=16, block_q=16, block_k=8, sink=8, window=8),
-        ComposedPress([StreamingLLMPress(compression_ratio=0.25), DeltaPress(budget=32, page_size=8, recent_pages=1,
+        ComposedPress([StreamingLLMPress(ratio=0.25), DeltaPress(budget=32, page_size=8, recent_pages=1,
                                                                              dense_layers=1, selection_layers=[1])]),
     ]
 
@@ -43,8 +43,8 @@ def all_presses():
 @pytest.mark.parametrize("press_cls", KV_PRESSES)
 @pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, "0.5", True])
 def test_bad_ratio_names_value(press_cls, ratio):
-    with pytest.raises(ValueError, match=r"compression_ratio must be a number in \[0, 1\), got"):
-        press_cls(compression_ratio=ratio)
+    with pytest.raises(ValueError, match=r"\bratio must be a number in \[0, 1\), got"):
+        press_cls(ratio=ratio)
 
 
 def test_other_bad_settings():
@@ -67,7 +67,7 @@ def test_other_bad_settings():
     with pytest.raises(ValueError, match="pooling must be one of avg, max"):
         SnapKVPress(pooling="median")
     with pytest.raises(ValueError, match="both change"):
-        ComposedPress([KeyNormPress(compression_ratio=0.5), LazyLLMPress(schedule={1: 0.5})])
+        ComposedPress([KeyNormPress(ratio=0.5), LazyLLMPress(schedule={1: 0.5})])
 
 
 def test_layer_indices_checked_against_model(tiny):
@@ -118,7 +118,7 @@ def test_removed_after_block_and_on_exception(tiny, prompt, greedy, family, pres
 
 def test_per_layer_press_restores_layer_ratios(tiny, prompt, greedy):
     model = tiny("llama", 2)
-    inner = StreamingLLMPress(compression_ratio=0.25)
+    inner = StreamingLLMPress(ratio=0.25)
     with PerLayerPress(inner, {1: 0.5})(model):
         out = greedy(model, prompt(40), 1, return_dict_in_generate=True)
     assert cache_lengths(out.cache) == [30, 20]

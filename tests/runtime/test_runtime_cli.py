@@ -50,7 +50,7 @@ def test_eval_press_variants_against_dense(tiny_llama_dir, corpus, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--press-ratio", "0.5"], "need at least one --press"),
-    (["--press", "snapkv", "--press-ratio", "1.0"], r"compression_ratio must be a number in \[0, 1\)"),
+    (["--press", "snapkv", "--press-ratio", "1.0"], r"\bratio must be a number in \[0, 1\)"),
     (["--press", "nosuch"], "Unknown press 'nosuch'"),
     (["--press", "delta", "--press-option", "budget=16"], "fill the whole budget"),
 ])
@@ -78,15 +78,15 @@ def test_recipe_press_stage_runs_needle_inside_press(tiny_llama_dir, corpus, tmp
         "evaluation": {"tasks": ["needle"], "needle": {"lengths": [96], "depths": [0.5], "samples": 2,
                                                         "corpus": corpus, "template": "plain",
                                                         "max_new_tokens": 2}},
-        "variants": [{"name": "stream", "stages": [{"press": {"name": "streamingllm", "compression_ratio": 0.5}}]}],
+        "variants": [{"name": "stream", "stages": [{"press": {"name": "streamingllm", "ratio": 0.5}}]}],
     })
     report = run(recipe, output=str(tmp_path / "needle"))
     metrics = {row["variant"]: row["metrics"] for row in report["results"]}
     assert metrics["dense"]["needle_samples"] == 2 and metrics["stream"]["needle_samples"] == 2
     assert 0.0 <= metrics["stream"]["needle_accuracy"] <= 1.0
     assert len(entered) == 2  # once per sample, only for the press variant
-    with pytest.raises(ConfigError, match="Unknown option 'ratio'"):
-        parse_recipe({"variants": [{"name": "x", "stages": [{"press": {"name": "snapkv", "ratio": 0.5}}]}]})
+    with pytest.raises(ConfigError, match="Unknown option 'rate'"):
+        parse_recipe({"variants": [{"name": "x", "stages": [{"press": {"name": "snapkv", "rate": 0.5}}]}]})
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,6 @@ def test_eval_lazyllm_press_ratio_maps_to_a_schedule(tiny_llama4_dir, tmp_path, 
     metrics = rows(out)
     assert list(metrics) == ["dense", "lazyllm"] and metrics["lazyllm"]["needle_samples"] == 5
     press = entered[-1]
-    assert press.compression_ratio == 0.5 and press.active_schedule == ratio_schedule(4, 0.5)
+    assert press.ratio == 0.5 and press.active_schedule == ratio_schedule(4, 0.5)
     assert mean_kept_fraction(press.active_schedule, 4) == pytest.approx(0.5)
     assert press.tokens_per_layer == keep_counts(128, press.active_schedule, 4)

@@ -65,10 +65,10 @@ def test_manual_decode_selection_keeps_recent_pages(tiny, prompt):
     assert set(range(73, 81)) <= set(captured["sel"][0].tolist())
 
 
-def test_compression_ratio_sets_the_budget_from_the_current_length(tiny, prompt, greedy):
+def test_ratio_sets_the_budget_from_the_current_length(tiny, prompt, greedy):
     """The shared knob: each step attends to the kept fraction of the cache, at least the recent pages + one page."""
     assert DeltaPress().budget == 1024
-    press = DeltaPress(compression_ratio=0.5, page_size=8, recent_pages=2, dense_layers=1, selection_layers=[1])
+    press = DeltaPress(ratio=0.5, page_size=8, recent_pages=2, dense_layers=1, selection_layers=[1])
     assert press.budget is None and press.budget_for(103) == 52 and press.budget_for(20) == 24
     model = tiny("llama", 4)
     with press(model):

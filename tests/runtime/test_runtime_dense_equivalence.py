@@ -18,15 +18,15 @@ from prunekit.runtime import (
 )
 
 FULL_BUDGET = {
-    "streaming": lambda: StreamingLLMPress(compression_ratio=0.0),
-    "h2o": lambda: H2OPress(compression_ratio=0.0),
-    "snapkv": lambda: SnapKVPress(compression_ratio=0.0),
-    "knorm": lambda: KeyNormPress(compression_ratio=0.0),
+    "streaming": lambda: StreamingLLMPress(ratio=0.0),
+    "h2o": lambda: H2OPress(ratio=0.0),
+    "snapkv": lambda: SnapKVPress(ratio=0.0),
+    "knorm": lambda: KeyNormPress(ratio=0.0),
     "per-layer": lambda: PerLayerPress(KeyNormPress(), {0: 0.0, 1: 0.0}),
     "lazyllm": lambda: LazyLLMPress(schedule={1: 1.0}),
     "delta": lambda: DeltaPress(budget=4096, dense_layers=0, selection_layers=[0]),
     "hip": lambda: HipPress(top_k=4096),
-    "composed": lambda: ComposedPress([SnapKVPress(compression_ratio=0.0), DeltaPress(budget=4096)]),
+    "composed": lambda: ComposedPress([SnapKVPress(ratio=0.0), DeltaPress(budget=4096)]),
 }
 
 

@@ -125,11 +125,11 @@ def test_press_sparse_prefill_runs_and_gathers(tiny, prompt, greedy, family):
     assert (out[:, 160:] == dense[:, 160:]).float().mean() >= 0.25
 
 
-def test_compression_ratio_sets_top_k_from_the_context(tiny, prompt, greedy):
+def test_ratio_sets_top_k_from_the_context(tiny, prompt, greedy):
     """The shared knob: keys gathered per query = the kept fraction of the context (sink + selected + local)."""
-    assert HipPress().top_k == 416 and HipPress(compression_ratio=0.75).top_k_for(2048) == 416
-    assert HipPress(compression_ratio=0.0).top_k_for(1100) + 32 + 32 + 32 >= 1100  # nothing removed: dense
-    press = HipPress(compression_ratio=0.5, block_q=16, block_k=8, sink=8, window=16)
+    assert HipPress().top_k == 416 and HipPress(ratio=0.75).top_k_for(2048) == 416
+    assert HipPress(ratio=0.0).top_k_for(1100) + 32 + 32 + 32 >= 1100  # nothing removed: dense
+    press = HipPress(ratio=0.5, block_q=16, block_k=8, sink=8, window=16)
     assert press.top_k is None and press.top_k_for(200) == 56  # 100 kept - 8 sink - 16 window - 16 query block
     model = tiny("llama", 4)
     with press(model):

@@ -38,7 +38,7 @@ def test_entries_and_bytes_shrink_by_ratio(tiny, prompt, family, name, ratio):
     model = tiny(family, 2)
     ids = prompt(60)
     _, dense = prefill(model, ids)
-    _, pressed = prefill(model, ids, PRESSES[name](compression_ratio=ratio))
+    _, pressed = prefill(model, ids, PRESSES[name](ratio=ratio))
     keep = keep_count(60, ratio)
     assert keep == 60 - int(60 * ratio)
     assert cache_lengths(dense) == [60, 60]
@@ -48,7 +48,7 @@ def test_entries_and_bytes_shrink_by_ratio(tiny, prompt, family, name, ratio):
 
 def test_per_layer_ratios_exact(tiny, prompt, greedy):
     model = tiny("llama", 4)
-    press = PerLayerPress(SnapKVPress(compression_ratio=0.5, window=4), {0: 0.0, 2: 0.75, 3: 0.1})
+    press = PerLayerPress(SnapKVPress(ratio=0.5, window=4), {0: 0.0, 2: 0.75, 3: 0.1})
     with press(model):
         out = greedy(model, prompt(40), 5, return_dict_in_generate=True)
     # 4 decoded tokens are cached after the prompt (the 5th is never fed back)
@@ -58,7 +58,7 @@ def test_per_layer_ratios_exact(tiny, prompt, greedy):
 def test_streaming_keeps_sinks_and_recent(tiny, prompt):
     model = tiny("llama", 2)
     _, dense = prefill(model, prompt(40))
-    _, pressed = prefill(model, prompt(40), StreamingLLMPress(compression_ratio=0.5, n_sink=4))
+    _, pressed = prefill(model, prompt(40), StreamingLLMPress(ratio=0.5, n_sink=4))
     kept = list(range(4)) + list(range(24, 40))
     for full, small in zip(dense.layers, pressed.layers, strict=True):
         assert torch.equal(small.keys, full.keys[:, :, kept])
@@ -68,7 +68,7 @@ def test_streaming_keeps_sinks_and_recent(tiny, prompt):
 def test_knorm_keeps_lowest_norms(tiny, prompt):
     model = tiny("llama", 2)
     _, dense = prefill(model, prompt(40))
-    _, pressed = prefill(model, prompt(40), KeyNormPress(compression_ratio=0.5))
+    _, pressed = prefill(model, prompt(40), KeyNormPress(ratio=0.5))
     for full, small in zip(dense.layers, pressed.layers, strict=True):
         norms = full.keys.norm(dim=-1)  # (B, Hkv, T)
         expected = norms.topk(20, dim=-1, largest=False).indices.sort(dim=-1).values
@@ -80,7 +80,7 @@ def test_h2o_matches_accumulated_eager_attention(prompt):
     ids = prompt(32)
     with torch.no_grad():
         attentions = model(ids, output_attentions=True).attentions  # per layer (B, H, T, T)
-    _, pressed = prefill(model, ids, H2OPress(compression_ratio=0.5, recent_fraction=0.0))
+    _, pressed = prefill(model, ids, H2OPress(ratio=0.5, recent_fraction=0.0))
     _, dense = prefill(model, ids)
     for layer, weights in enumerate(attentions):
         received = weights.sum(dim=2).view(1, 2, 2, 32).mean(dim=2)  # (B, Hkv, T), query groups of 2
@@ -96,7 +96,7 @@ def test_h2o_default_splits_budget_between_recent_and_heavy_hitters(prompt):
     ids = prompt(40)
     with torch.no_grad():
         attentions = model(ids, output_attentions=True).attentions
-    _, pressed = prefill(model, ids, H2OPress(compression_ratio=0.5))  # keep 20: 10 recent + 10 heavy hitters
+    _, pressed = prefill(model, ids, H2OPress(ratio=0.5))  # keep 20: 10 recent + 10 heavy hitters
     _, dense = prefill(model, ids)
     for layer, weights in enumerate(attentions):
         received = weights.sum(dim=2).view(1, 2, 2, 40).mean(dim=2)[..., :30]  # (B, Hkv, 30) before the window
@@ -111,7 +111,7 @@ def test_h2o_default_splits_budget_between_recent_and_heavy_hitters(prompt):
 def test_snapkv_always_keeps_window(tiny, prompt):
     model = tiny("llama", 2)
     _, dense = prefill(model, prompt(40))
-    _, pressed = prefill(model, prompt(40), SnapKVPress(compression_ratio=0.5, window=8, pooling="max"))
+    _, pressed = prefill(model, prompt(40), SnapKVPress(ratio=0.5, window=8, pooling="max"))
     for full, small in zip(dense.layers, pressed.layers, strict=True):
         assert torch.equal(small.keys[:, :, -8:], full.keys[:, :, -8:])
 
@@ -127,7 +127,7 @@ def test_window_covering_everything_gives_dense_decode_logits(tiny, prompt, fami
     model = tiny(family, 2)
     ids, token = prompt(40), torch.tensor([[7]])
     _, dense = prefill(model, ids)
-    press = StreamingLLMPress(compression_ratio=0.0)
+    press = StreamingLLMPress(ratio=0.0)
     with press(model):
         _, pressed = prefill(model, ids)
         logits = [decode_step(model, pressed, token), decode_step(model, pressed, torch.tensor([[9]]))]
@@ -143,13 +143,13 @@ def test_positions_continue_from_original_length(tiny, prompt, family):
     length, sink = 40, 4
     ids, token = prompt(length), torch.tensor([[7]])
     kept = list(range(sink)) + list(range(24, length))
-    press = StreamingLLMPress(compression_ratio=0.5, n_sink=sink)
+    press = StreamingLLMPress(ratio=0.5, n_sink=sink)
     with press(model):
         _, cache = prefill(model, ids)
         implicit = decode_step(model, cache, token)  # no position_ids: the press supplies them
-    _, cache = prefill(model, ids, StreamingLLMPress(compression_ratio=0.5, n_sink=sink))
+    _, cache = prefill(model, ids, StreamingLLMPress(ratio=0.5, n_sink=sink))
     explicit = decode_step(model, cache, token, position=length)
-    _, cache = prefill(model, ids, StreamingLLMPress(compression_ratio=0.5, n_sink=sink))
+    _, cache = prefill(model, ids, StreamingLLMPress(ratio=0.5, n_sink=sink))
     shifted = decode_step(model, cache, token, position=len(kept))
 
     mask = torch.ones(length + 1, length + 1, dtype=torch.bool).tril()
@@ -165,7 +165,7 @@ def test_positions_continue_from_original_length(tiny, prompt, family):
 def test_generate_positions_match_masked_reference(tiny, prompt, greedy):
     model = tiny("llama", 2)
     ids = prompt(40)
-    with StreamingLLMPress(compression_ratio=0.5, n_sink=4)(model):
+    with StreamingLLMPress(ratio=0.5, n_sink=4)(model):
         out = greedy(model, ids, 2, return_dict_in_generate=True, output_logits=True)
     step = out.sequences[:, 40:41]
     mask = torch.ones(41, 41, dtype=torch.bool).tril()
@@ -180,5 +180,5 @@ def test_padded_batches_are_refused(tiny, prompt):
     ids = prompt(20).repeat(2, 1)
     mask = torch.ones_like(ids)
     mask[1, :3] = 0
-    with pytest.raises(ValueError, match="padded batches"), KeyNormPress(compression_ratio=0.5)(model):
+    with pytest.raises(ValueError, match="padded batches"), KeyNormPress(ratio=0.5)(model):
         model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False, pad_token_id=0)

@@ -36,16 +36,16 @@ def test_names_classes_and_summaries():
 def test_make_press_checks_and_converts_options():
     press = make_press("lazyllm", schedule={"8": 0.6, 14: 0.4}, window=4, pool=3)
     assert press.schedule == {8: 0.6, 14: 0.4} and (press.window, press.pool) == (4, 3)
-    assert make_press("snapkv", compression_ratio=0, pooling="max").compression_ratio == 0.0
-    assert make_press("h2o", compression_ratio=0.5).compression_ratio == 0.5
+    assert make_press("snapkv", ratio=0, pooling="max").ratio == 0.0
+    assert make_press("h2o", ratio=0.5).ratio == 0.5
     assert make_press("hip", dense_layers=(0, 1)).dense_layers == [0, 1]
     assert make_press("delta", selection_layers=None).selection_layers is None
 
 
 @pytest.mark.parametrize("name, options, message", [
     ("nope", {}, "Unknown press 'nope'. Valid choices: delta, h2o"),
-    ("h2o", {"ratio": 0.5}, "Unknown option 'ratio' for press 'h2o'. Valid options: chunk, compression_ratio"),
-    ("h2o", {"compression_ratio": 1.5}, r"compression_ratio must be a number in \[0, 1\)"),
+    ("h2o", {"rate": 0.5}, "Unknown option 'rate' for press 'h2o'. Valid options: chunk, ratio, recent_fraction"),
+    ("h2o", {"ratio": 1.5}, r"\bratio must be a number in \[0, 1\)"),
     ("snapkv", {"pooling": "min"}, "must be one of avg, max"),
     ("delta", {"budget": "1024"}, "'delta.budget' must be an integer"),
     ("lazyllm", {"schedule": {0: 0.5}}, "layer 0"),

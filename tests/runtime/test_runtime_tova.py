@@ -47,7 +47,7 @@ def eager():
 def test_keeps_the_top_entries_of_the_last_query_per_kv_group(eager, ratio):
     model, ids, last = eager
     keep = keep_count(T, ratio)
-    press = TOVAPress(compression_ratio=ratio)
+    press = TOVAPress(ratio=ratio)
     pressed, dense = prefill(model, ids, press), prefill(model, ids)
     assert cache_lengths(pressed) == [keep, keep]
     assert press.evicted_per_layer == {0: T - keep, 1: T - keep}
@@ -62,12 +62,12 @@ def test_keeps_the_top_entries_of_the_last_query_per_kv_group(eager, ratio):
 
 def test_layer_mode_evicts_the_same_positions_from_every_kv_head(eager):
     model, ids, last = eager
-    pressed, dense = prefill(model, ids, TOVAPress(compression_ratio=0.5, heads="layer")), prefill(model, ids)
+    pressed, dense = prefill(model, ids, TOVAPress(ratio=0.5, heads="layer")), prefill(model, ids)
     for layer, weights in enumerate(last):
         expected = weights.mean(dim=1).topk(20, dim=-1).indices.sort(dim=-1).values  # (B, 20), all 4 heads
         index = expected[:, None].expand(-1, 2, -1)  # (B, Hkv, 20)
         assert torch.equal(pressed.layers[layer].keys, gather(dense.layers[layer].keys, index))
-    group = prefill(model, ids, TOVAPress(compression_ratio=0.5))
+    group = prefill(model, ids, TOVAPress(ratio=0.5))
     assert not torch.equal(group.layers[0].keys, pressed.layers[0].keys)  # the two policies differ here
 
 
@@ -75,7 +75,7 @@ def test_layer_mode_evicts_the_same_positions_from_every_kv_head(eager):
 def test_other_families_evict_the_exact_count(family):
     model = tiny_model(family, layers=2, vocab=128)
     ids = torch.randint(0, 128, (1, 33), generator=torch.Generator().manual_seed(5))
-    press = TOVAPress(compression_ratio=0.3)
+    press = TOVAPress(ratio=0.3)
     assert cache_lengths(prefill(model, ids, press)) == [33 - 9, 33 - 9]
     assert press.evicted_per_layer == {0: 9, 1: 9}
 

@@ -74,14 +74,14 @@ class PressOptions:
 
 
 def _parse_press(data: Any, where: str) -> PressOptions:
-    from ..runtime.registry import PRESSES
+    from ..runtime.registry import PRESSES, renamed_options
 
     if not isinstance(data, dict) or "name" not in data:
         raise ConfigError(f"'{where}' needs a 'name'. Valid presses: {', '.join(PRESSES.names())}.")
     options = dict(data)
     name = str(options.pop("name"))
     PRESSES.get(name, f"{where}.name")
-    parsed = PressOptions(name, options)
+    parsed = PressOptions(name, renamed_options(name, options, where))  # old names warn here, once
     parsed.build()  # validates every option before any weights load
     return parsed
 

@@ -9,10 +9,18 @@ Capability flags (class variables) describe what a press does, so composition ch
 `modifies_cache` (evicts KV entries), `drops_tokens` (shortens the hidden states), `replaces_attention`
 (installs an attention function; these chain, each wrapping the previous one) and `per_layer_ratios`
 (accepts a `layer_ratios` mapping, see PerLayerPress).
+
+The shared knob is `ratio`, the fraction of the press's work REMOVED, as `ratio` is in every prunekit method. Its old
+(kvpress) name `compression_ratio` still works, with a RenamedOptionWarning, wherever a press class lists it in
+`RENAMED` (every press with a `ratio`): as a constructor keyword and attribute (`PressType`) and as an option of
+`make_press` / a recipe stage.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -20,17 +28,79 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from ..core.typed import RenamedOptionWarning
 from ..errors import ConfigError
 from ..utils.hooks import HookSet
 
 DECODER_TYPES: tuple[str, ...] = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
 
 
-def validate_ratio(value: float, name: str = "compression_ratio") -> float:
+def validate_ratio(value: float, name: str = "ratio") -> float:
     """A fraction of entries removed: must be in [0, 1)."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
         raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
+
+
+# --- old option names ----------------------------------------------------------------------------------------------
+RENAMED_RATIO: dict[str, str] = {"compression_ratio": "ratio"}  # the `RENAMED` of every press with a `ratio`
+
+
+def renamed_message(old: str, new: str) -> str:
+    return (f"{old} is renamed {new} (the removed fraction has one name in every method); the old name still works "
+            "for now")
+
+
+def _renamed_property(old: str, new: str) -> property:
+    def get(self: Any) -> Any:
+        warnings.warn(renamed_message(old, new), RenamedOptionWarning, stacklevel=2)
+        return getattr(self, new)
+
+    def set_(self: Any, value: Any) -> None:
+        warnings.warn(renamed_message(old, new), RenamedOptionWarning, stacklevel=2)
+        setattr(self, new, value)
+
+    return property(get, set_, doc=f"Deprecated: the old name of `{new}`.")
+
+
+def _new_names(cls: type, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Constructor keywords of `cls` with its old names (`RENAMED`) replaced by the new ones."""
+    fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()
+    positional = [f.name for f in fields if f.init and not f.kw_only][:len(args)]
+    out = dict(kwargs)
+    for old, new in cls.RENAMED.items():  # type: ignore[attr-defined]
+        if old not in out:
+            continue
+        if new in out or new in positional:
+            raise ConfigError(f"{cls.__name__} got both {old} and {new}; {old} is the old name of {new}: give only "
+                              f"{new}")
+        warnings.warn(renamed_message(old, new), RenamedOptionWarning, stacklevel=3)
+        out[new] = out.pop(old)
+    return out
+
+
+class PressType(type):
+    """Metaclass of the presses: the old option names of a press class's `RENAMED` ({old: new}) keep working.
+    `Cls(old=v)` warns RenamedOptionWarning and builds `Cls(new=v)` (both given, by keyword or position: ConfigError),
+    and `press.old` reads and sets `press.new` with the same warning. Done here, not with a dataclass InitVar, so the
+    dataclass fields stay as they are (repr, ==, `dataclasses.replace`, `press_options`) and a KV press given
+    `ratio=0.5` (its default) and `compression_ratio` is still caught."""
+
+    def __init__(cls, name: str, bases: tuple, namespace: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(name, bases, namespace, **kwargs)
+        for old, new in namespace.get("RENAMED", {}).items():
+            setattr(cls, old, _renamed_property(old, new))
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if any(old in kwargs for old in getattr(cls, "RENAMED", {})):
+            kwargs = _new_names(cls, args, kwargs)
+        return super().__call__(*args, **kwargs)
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        """The dataclass __init__'s, without self (`inspect.signature` would otherwise show `__call__`'s)."""
+        signature = inspect.signature(cls.__init__)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
 def model_type(model: nn.Module) -> str | None:
@@ -69,7 +139,7 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
 
 
 @dataclass
-class Press:
+class Press(metaclass=PressType):
     """Base press. Subclasses implement `install(model, hooks, stack)`; use as `with press(model): ...`."""
 
     supported_model_types: ClassVar[tuple[str, ...]] = DECODER_TYPES
@@ -77,6 +147,7 @@ class Press:
     drops_tokens: ClassVar[bool] = False
     replaces_attention: ClassVar[bool] = False
     per_layer_ratios: ClassVar[bool] = False
+    RENAMED: ClassVar[dict[str, str]] = {}  # old option name -> new (RENAMED_RATIO on presses with `ratio`)
 
     def supports(self, model: nn.Module) -> None:
         """Raise ValueError when `model`'s architecture is not one this press handles."""

@@ -5,11 +5,13 @@ keys, wrong types and out-of-range values raise ConfigError naming the option an
 text formats are accepted where unambiguous: a `schedule` may have string layer keys ("8": 0.6), sequences may be
 lists or tuples. Listing names imports nothing from torch.
 
-Every press accepts the shared knob `compression_ratio` in [0, 1) (what `prunekit eval --press-ratio` passes), the
-fraction of the press's work removed: KV entries after prefill (KV presses, default 0.5), prompt-token work averaged
-over layers (lazyllm, mapped to a schedule), entries attended per decode step (delta) or keys gathered per prefill
-query (hip), each a fraction of the current length; and every press changes the computation with its defaults
-(tests/runtime/test_press_contract.py walks this registry).
+Every press accepts the shared knob `ratio` in [0, 1) (what `prunekit eval --press-ratio` passes), the fraction of
+the press's work removed, as `ratio` is in every prunekit method: KV entries after prefill (KV presses, default 0.5),
+prompt-token work averaged over layers (lazyllm, mapped to a schedule), entries attended per decode step (delta) or
+keys gathered per prefill query (hip), each a fraction of the current length; and every press changes the
+computation with its defaults (tests/runtime/test_press_contract.py walks this registry). Its old (kvpress) name
+`compression_ratio` still works with a RenamedOptionWarning: a press class's `RENAMED` ({old: new}) is applied to
+the options (`renamed_options`) before they are checked.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..core.typed import coerce
+from ..core.typed import _renamed, coerce
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -58,9 +60,17 @@ def press_options(name: str) -> dict[str, Any]:
     return out
 
 
+def renamed_options(name: str, options: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+    """`options` of press `name` with old option names (the class's `RENAMED`, e.g. compression_ratio -> ratio)
+    replaced by the new ones, with a RenamedOptionWarning naming `where` (default: the press name); giving an old
+    and its new name together is a ConfigError."""
+    PRESSES.get(name)  # unknown names: ConfigError listing the valid ones
+    return _renamed(PRESSES.load(name), dict(options), where or name)
+
+
 def make_press(name: str, **options: Any) -> Any:
     """Build press `name` with `options` checked against its fields (ConfigError on anything invalid)."""
-    PRESSES.get(name)  # unknown names: ConfigError listing the valid ones
+    options = renamed_options(name, options)
     cls = PRESSES.load(name)
     valid = press_options(name)
     unknown = [key for key in options if key not in valid]

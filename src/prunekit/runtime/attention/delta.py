@@ -22,7 +22,7 @@ agreement with dense over 64 decode steps on SmolLM2-135M at budget = 1/4 of a 1
 bench/runtime/delta.py): pages of 16 / 8 / 4 / 2 / 1 -> 0.906 (4 prompts) / 0.938 / 0.945 / 0.967 / 0.979; at 2048
 tokens, pages of 16 -> 0.859 (4 prompts), 2 -> 0.924, 1 -> 0.949.
 Budget. `budget` is absolute (default 1024 entries: the press acts once the cache holds more, e.g. on a 2k
-prompt). `compression_ratio` r (the knob every press shares), given instead of `budget`, sets it at every decode
+prompt). `ratio` r (the knob every press shares), given instead of `budget`, sets it at every decode
 step from the current cache length K: budget = K - int(r K) (the kept fraction 1 - r, floored as in the KV presses),
 at least (recent_pages + 1) * page_size so a page is still selected; r = 0 is dense. Giving both is an error.
 Installed as an attention function through AttentionInterface, wrapping the model's current implementation.
@@ -41,7 +41,7 @@ from torch import nn
 from ...errors import ConfigError
 from ...utils.hooks import HookSet
 from .._interface import AttentionFn, attention_function
-from ..base import Press, num_layers, validate_ratio
+from ..base import RENAMED_RATIO, Press, num_layers, validate_ratio
 
 
 def decode_probs(query: torch.Tensor, key: torch.Tensor, scaling: float, mask: torch.Tensor | None) -> torch.Tensor:
@@ -99,23 +99,24 @@ def gathered_decode(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 class DeltaPress(Press):
     """Dense first layers, page-selecting Δ-layers, and sparse layers attending to `budget` selected entries."""
 
-    budget: int | None = None  # None: DEFAULT_BUDGET, unless compression_ratio is given
-    compression_ratio: float | None = None
+    budget: int | None = None  # None: DEFAULT_BUDGET, unless ratio is given
+    ratio: float | None = None
     page_size: int = 1
     recent_pages: int = 16
     dense_layers: int = 2
     selection_layers: Sequence[int] | None = None
 
+    RENAMED: ClassVar[dict[str, str]] = RENAMED_RATIO
     DEFAULT_BUDGET: ClassVar[int] = 1024
     replaces_attention: ClassVar[bool] = True
     supported_model_types: ClassVar[tuple[str, ...]] = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
 
     def __post_init__(self) -> None:
-        if self.compression_ratio is not None:
+        if self.ratio is not None:
             if self.budget is not None:
-                raise ConfigError("give either budget or compression_ratio, not both (compression_ratio sets the "
-                                  "budget to the kept fraction of the cache at every step)")
-            self.compression_ratio = validate_ratio(self.compression_ratio)
+                raise ConfigError("give either budget or ratio, not both (ratio sets the budget to the kept fraction "
+                                  "of the cache at every step)")
+            self.ratio = validate_ratio(self.ratio)
         elif self.budget is None:
             self.budget = self.DEFAULT_BUDGET
         for name in ("budget", "page_size"):
@@ -138,10 +139,10 @@ class DeltaPress(Press):
         self.reset()
 
     def budget_for(self, length: int) -> int:
-        """Entries a sparse layer attends to when the cache holds `length` (absolute, or from compression_ratio)."""
-        if self.compression_ratio is None:
+        """Entries a sparse layer attends to when the cache holds `length` (absolute, or from ratio)."""
+        if self.ratio is None:
             return int(self.budget)
-        kept = length - int(length * self.compression_ratio)
+        kept = length - int(length * self.ratio)
         return max(kept, (self.recent_pages + 1) * self.page_size)
 
     def reset(self) -> None:

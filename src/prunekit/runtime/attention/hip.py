@@ -20,7 +20,7 @@ Defaults: every query attends to 512 gathered keys at any length (32 sink + 13 s
 region of 64: its own 32-query block and a 32-key window), so at 4k tokens HiP's attention plus selection FLOPs are
 24.5% of a causal-skipping dense kernel and 12.3% of dense over all T x T pairs (bench/runtime/hip.py). The
 earlier defaults (top_k 512, 64-blocks, sink and window 64) gathered 704 keys per query: 32% of causal dense.
-`compression_ratio` r (the knob every press shares), given instead of `top_k`, makes the keys gathered per query
+`ratio` r (the knob every press shares), given instead of `top_k`, makes the keys gathered per query
 the kept fraction of the current context of Tk keys: top_k = block_k * floor((Tk - int(r Tk) - sink - window -
 block_q) / block_k), at least 0 (sink and local keys are always gathered), so sink + selected + local <= (1 - r) Tk
 whenever (1 - r) Tk >= sink + window + block_q (r = 0.75 at 2048 tokens gives the default 416); as with `top_k`, a
@@ -42,7 +42,7 @@ from torch import nn
 from ...errors import ConfigError
 from ...utils.hooks import HookSet
 from .._interface import AttentionFn, attention_function
-from ..base import Press, validate_ratio
+from ..base import RENAMED_RATIO, Press, validate_ratio
 
 
 def _blocks(tq: int, tk: int, block_q: int, block_k: int, sink: int, window: int, device: torch.device):
@@ -236,23 +236,24 @@ def attention_flops(seq_len: int, top_k: int, block_q: int = 64, block_k: int = 
 class HipPress(Press):
     """Prefill attention over HiP-selected key blocks plus sink and window, on all layers but `dense_layers`."""
 
-    top_k: int | None = None  # None: DEFAULT_TOP_K, unless compression_ratio is given
-    compression_ratio: float | None = None
+    top_k: int | None = None  # None: DEFAULT_TOP_K, unless ratio is given
+    ratio: float | None = None
     block_q: int = 32
     block_k: int = 32
     sink: int = 32
     window: int = 32
     dense_layers: Sequence[int] = (0,)
 
+    RENAMED: ClassVar[dict[str, str]] = RENAMED_RATIO
     DEFAULT_TOP_K: ClassVar[int] = 416
     replaces_attention: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.compression_ratio is not None:
+        if self.ratio is not None:
             if self.top_k is not None:
-                raise ConfigError("give either top_k or compression_ratio, not both (compression_ratio sets top_k from "
-                                  "the kept fraction of the context)")
-            self.compression_ratio = validate_ratio(self.compression_ratio)
+                raise ConfigError("give either top_k or ratio, not both (ratio sets top_k from the kept fraction of "
+                                  "the context)")
+            self.ratio = validate_ratio(self.ratio)
         elif self.top_k is None:
             self.top_k = self.DEFAULT_TOP_K
         for name in ("block_q", "block_k"):
@@ -268,10 +269,10 @@ class HipPress(Press):
         self.reset()
 
     def top_k_for(self, length: int) -> int:
-        """Selected keys per query block for a context of `length` keys (absolute, or from compression_ratio)."""
-        if self.compression_ratio is None:
+        """Selected keys per query block for a context of `length` keys (absolute, or from ratio)."""
+        if self.ratio is None:
             return int(self.top_k)
-        kept = length - int(length * self.compression_ratio)
+        kept = length - int(length * self.ratio)
         spare = kept - self.sink - self.window - self.block_q
         if kept >= length:  # nothing removed (r = 0, or a short context): cover every key, i.e. dense
             return max(0, -(-spare // self.block_k) * self.block_k)

@@ -3,7 +3,7 @@
 Scheme shared by StreamingLLM, H2O, SnapKV and the key-norm press (papers cited in each module). A forward hook on
 every self-attention module runs after the layer's prefill forward (attention itself is exact: it saw the full
 prompt); it scores the layer's T cache entries per KV head and keeps the top `T - int(ratio * T)`, in their
-original order. `compression_ratio` is the fraction of the prompt's KV entries removed, 0.5 by default (at 0.5 SnapKV
+original order. `ratio` is the fraction of the prompt's KV entries removed, 0.5 by default (at 0.5 SnapKV
 kept the dense needle accuracy at 2048 tokens on SmolLM2-135M, BENCHMARKS.md; 0 keeps the cache, i.e. dense);
 `layer_ratios` (set by PerLayerPress) overrides it per layer.
 
@@ -31,7 +31,7 @@ from torch import nn
 from ...errors import ConfigError
 from ...utils.hooks import HookSet
 from .._attn import cache_layer, call_arg, drop_unpadded_mask, gather_kv
-from ..base import Press, attention_modules, num_layers, validate_ratio
+from ..base import RENAMED_RATIO, Press, attention_modules, num_layers, validate_ratio
 
 
 def _cache_arg(args: tuple, kwargs: dict) -> Any:
@@ -74,14 +74,15 @@ def cache_lengths(cache: Any) -> list[int]:
 class KVPress(Press):
     """Base of the KV-cache presses: subclasses implement `score(module, hidden_states, keys, values, kwargs)`."""
 
-    compression_ratio: float = 0.5
+    ratio: float = 0.5
     layer_ratios: dict[int, float] | None = field(default=None, repr=False)
 
+    RENAMED: ClassVar[dict[str, str]] = RENAMED_RATIO
     modifies_cache: ClassVar[bool] = True
     per_layer_ratios: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        self.compression_ratio = validate_ratio(self.compression_ratio)
+        self.ratio = validate_ratio(self.ratio)
         self.evicted_per_layer: dict[int, int] = {}
         self._offsets: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
@@ -92,7 +93,7 @@ class KVPress(Press):
     def ratio_for(self, layer_idx: int) -> float:
         if self.layer_ratios and layer_idx in self.layer_ratios:
             return self.layer_ratios[layer_idx]
-        return self.compression_ratio
+        return self.ratio
 
     def validate(self, model: nn.Module) -> None:
         if self.layer_ratios:

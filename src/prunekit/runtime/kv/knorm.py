@@ -23,7 +23,7 @@ def knorm_scores(keys: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class KeyNormPress(KVPress):
-    """Evict the `compression_ratio` of prompt entries with the largest key norms, per KV head."""
+    """Evict the `ratio` of prompt entries with the largest key norms, per KV head."""
 
     def score(self, module: nn.Module, hidden_states: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
               kwargs: dict[str, Any]) -> torch.Tensor:

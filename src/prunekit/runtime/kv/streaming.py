@@ -26,7 +26,7 @@ def streaming_scores(batch: int, heads: int, length: int, n_sink: int, device: t
 
 @dataclass
 class StreamingLLMPress(KVPress):
-    """Keep `n_sink` first entries and the most recent ones; `compression_ratio` of the prompt is evicted."""
+    """Keep `n_sink` first entries and the most recent ones; `ratio` of the prompt is evicted."""
 
     n_sink: int = 4
 

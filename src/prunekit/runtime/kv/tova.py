@@ -2,7 +2,7 @@
 
 Oren et al. 2024, "Transformers are Multi-State RNNs" (arXiv 2401.06104): TOVA (Token Omission Via Attention)
 treats the KV cache as a bounded multi-state RNN and, at each step, drops the state (cache entry) with the lowest
-attention weight from the current query. As a post-prefill press with the shared `compression_ratio` that is one
+attention weight from the current query. As a post-prefill press with the shared `ratio` that is one
 decision per layer: the current query is the last prompt token, entry j scores softmax(q_last K^T * scaling)_j and
 the `keep_count(T, ratio)` best entries stay. The last entry is scored like any other (the paper forces nothing; its
 own weight usually keeps it).

@@ -14,11 +14,11 @@ digits, which the answer needs only at later decode steps (bench/runtime/lazyllm
 scores with the new token alone, unpooled.
 
 Defaults = what was measured (BENCHMARKS.md, "LazyLLM"): pool 15, window 1, keep_last 32 (pool=1, keep_last=1 is
-the paper's plain last-token score) and, with neither `schedule` nor `compression_ratio` given, {8: 0.4, 18: 0.08}
-on a 30-layer model, scaled to other depths; `compression_ratio` (fraction of prompt-token work removed, averaged
+the paper's plain last-token score) and, with neither `schedule` nor `ratio` given, {8: 0.4, 18: 0.08}
+on a 30-layer model, scaled to other depths; `ratio` (fraction of prompt-token work removed, averaged
 over layers) maps to a schedule of the same shape. Both are resolved against the model's depth when the press is
 entered (`schedule_for`, `active_schedule`); the mapping and its feasible range are in
-`prunekit.runtime.tokens.schedule`. Giving both `schedule` and `compression_ratio` is an error.
+`prunekit.runtime.tokens.schedule`. Giving both `schedule` and `ratio` is an error.
 
 Positions. Kept tokens keep their ORIGINAL positions: a pre-hook on every decoder layer slices the hidden states,
 `position_embeddings` (RoPE cos/sin), `position_ids` and any 4D mask by the alive positions; queries and keys are
@@ -60,7 +60,7 @@ from .._attn import (
     kv_groups,
     project_qk,
 )
-from ..base import Press, attention_modules, decoder_layers, num_layers, validate_ratio
+from ..base import RENAMED_RATIO, Press, attention_modules, decoder_layers, num_layers, validate_ratio
 from ._calls import LayerCall, max_pool_scores, positional_mask, slice_sequence_inputs, window_importance
 from .schedule import check_schedule, default_schedule, keep_count, keep_counts, ratio_schedule
 
@@ -88,27 +88,28 @@ class AuxEntry:
 class LazyLLMPress(Press):
     """Progressive token pruning during prefill with an aux cache for revival during decode.
 
-    `schedule` ({layer: keep fraction}) or `compression_ratio` (fraction of prompt-token work removed, averaged over
+    `schedule` ({layer: keep fraction}) or `ratio` (fraction of prompt-token work removed, averaged over
     layers) sets how much is pruned; with neither, the measured default scaled to the model's depth (module doc)."""
 
     schedule: Mapping[int, float] | None = None
-    compression_ratio: float | None = None
+    ratio: float | None = None
     revive: bool = True
     revive_fraction: float | None = None
     window: int = 1
     pool: int = 15
     keep_last: int = 32
 
+    RENAMED: ClassVar[dict[str, str]] = RENAMED_RATIO
     drops_tokens: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.schedule is not None and self.compression_ratio is not None:
-            raise ConfigError("give either schedule or compression_ratio, not both (compression_ratio maps to a "
-                              "schedule of the default's shape)")
+        if self.schedule is not None and self.ratio is not None:
+            raise ConfigError("give either schedule or ratio, not both (ratio maps to a schedule of the default's "
+                              "shape)")
         if self.schedule is not None:
             self.schedule = check_schedule(self.schedule)
-        if self.compression_ratio is not None:
-            self.compression_ratio = validate_ratio(self.compression_ratio)
+        if self.ratio is not None:
+            self.ratio = validate_ratio(self.ratio)
         if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
             raise ConfigError(f"window must be a positive integer (prompt queries that score tokens), got "
                               f"{self.window!r}")
@@ -127,8 +128,8 @@ class LazyLLMPress(Press):
         """The schedule this press runs on a `layers`-layer model (explicit, mapped from the ratio, or default)."""
         if self.schedule is not None:
             return dict(self.schedule)
-        if self.compression_ratio is not None:
-            return ratio_schedule(layers, self.compression_ratio)
+        if self.ratio is not None:
+            return ratio_schedule(layers, self.ratio)
         return default_schedule(layers)
 
     def validate(self, model: nn.Module) -> None:

@@ -1,5 +1,5 @@
 """LazyLLM schedules: tokens kept per layer, the default schedule scaled to a model's depth, and the mapping from
-the shared `compression_ratio` knob to a schedule.
+the shared `ratio` knob to a schedule.
 
 LazyLLM (Fu et al. 2024, arXiv 2407.14057) prunes prompt tokens from chosen layers on; a schedule
 `{layer: keep_fraction}` is cumulative over the prompt (layer l on processes `keep_count(T, f)` of the T tokens).
@@ -10,7 +10,7 @@ pruning layers sit at the same depth, l1 = clamp(round(8 L / 30), 1, L - 1) and 
 (rounded half up), keeping 0.4 and 0.08. When both round to the same layer (L = 2: layer 1) there is one stage,
 keeping 0.4. L = 1 cannot prune (layer 0 has no earlier attention to score tokens): ConfigError.
 
-compression_ratio r = fraction of prompt-token work removed, averaged over layers: r = 1 - m with
+ratio r = fraction of prompt-token work removed, averaged over layers: r = 1 - m with
 m = (1 / L) * sum over layers of the fraction of prompt tokens the layer processes. For two stages,
 m = (l1 + (l2 - l1) f1 + (L - l2) f2) / L. The mapping keeps the measured shape (same layers, f1 = 5 f2):
     f2 = (m L - l1) / (5 (l2 - l1) + L - l2),  f1 = 5 f2          while f1 <= 1, i.e. r >= r_low = 0.8 (L - l2) / L;
@@ -66,7 +66,7 @@ def keep_counts(length: int, schedule: Mapping[int, float], layers: int) -> list
 
 
 def mean_kept_fraction(schedule: Mapping[int, float], layers: int) -> float:
-    """Fraction of prompt tokens processed per layer, averaged over the `layers` layers (1 - compression ratio)."""
+    """Fraction of prompt tokens processed per layer, averaged over the `layers` layers (1 - ratio)."""
     total, current = 0.0, 1.0
     for index in range(layers):
         current = min(current, schedule.get(index, current))
@@ -88,7 +88,7 @@ def default_schedule(layers: int) -> dict[int, float]:
 
 
 def max_ratio(layers: int) -> float:
-    """Exclusive upper bound of compression_ratio on a `layers`-layer model: 1 - l1 / L."""
+    """Exclusive upper bound of ratio on a `layers`-layer model: 1 - l1 / L."""
     return 1.0 - stage_layers(layers)[0] / layers
 
 
@@ -97,7 +97,7 @@ def ratio_schedule(layers: int, ratio: float) -> dict[int, float]:
     stages = stage_layers(layers)
     top = max_ratio(layers)
     if not 0.0 <= ratio < top:
-        raise ConfigError(f"lazyllm compression_ratio {ratio!r} is out of range for a {layers}-layer model: valid "
+        raise ConfigError(f"lazyllm ratio {ratio!r} is out of range for a {layers}-layer model: valid "
                           f"[0, {top:.3f}) (layers 0..{stages[0] - 1} always process every prompt token)")
     if ratio == 0.0:
         return {}

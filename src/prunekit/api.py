@@ -1,10 +1,12 @@
-"""Public Python entry points: run(), evaluate(), prune(), recover(), compress_context(); the CLI is a thin shell."""
+"""Public Python entry points: run(), evaluate(), prune(), save(), recover(), compress_context(); the CLI is a thin
+shell."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .recipe import EvaluationConfig, Recipe, load_recipe, parse_recipe
 
 
@@ -36,10 +38,20 @@ def evaluate(model: Any = "smollm2-135m", *, tasks: list[str] | None = None, cor
     return evaluate_loaded(loaded, config, dense=not isinstance(model, LoadedModel))
 
 
-def prune(model: Any, method: str, *, calibration: dict | None = None, **options: Any):
-    """Prune `model` (name, path or LoadedModel) in place with a registered method; returns (model, result), the
-    result a `prunekit.prune.result.PruneResult` (requested / achieved removed fraction, layers, plan, details;
-    also readable as the report mapping)."""
+def prune(model: Any, method: str, *, example_inputs: Any = None, calibration: Any = None, **options: Any):
+    """Prune `model` in place with a registered method (`prunekit list methods`); returns (model, result).
+
+    model: a bundled name, a folder, a hub id, a LoadedModel, or any nn.Module (a Hugging Face model, or a plain
+    PyTorch module such as a torchvision ResNet). example_inputs: what a plain module is traced with for
+    structured methods (a tensor, a tuple of args or a dict of kwargs). calibration: for calibrated methods, a
+    recipe calibration section ({"corpus", "samples", "seq_len", "seed"}) drawn with the model's tokenizer, or
+    the token ids themselves (a (samples, seq_len) tensor) for a model without one. The method name and its
+    options are checked before any weights load. The result is a `prunekit.prune.result.PruneResult`
+    (requested / achieved removed fraction, layers, plan, details; also readable as the report mapping) that
+    carries the pruned model, so `prunekit.save(result, folder)` writes what `prunekit.load` reads.
+    """
+    import dataclasses
+
     from .core.typed import from_dict
     from .methods import METHODS
     from .models import LoadedModel, load
@@ -47,10 +59,43 @@ def prune(model: Any, method: str, *, calibration: dict | None = None, **options
 
     entry = METHODS.get(method)
     config = from_dict(entry.config, options, method)
+    section = calibration if isinstance(calibration, dict) or calibration is None else {}
+    recipe = parse_recipe({"calibration": section or {}})  # a bad calibration section fails before loading
     loaded = model if isinstance(model, LoadedModel) else load(model)
-    recipe = parse_recipe({"model": loaded.source or "smollm2-135m", "calibration": calibration or {}})
-    result = METHODS.load(method)(loaded, config, RunContext(recipe, Path(".")).inputs(), method=method)
-    return loaded, result
+    inputs = dataclasses.replace(RunContext(recipe, Path(".")).inputs(), example_inputs=example_inputs,
+                                 batches=None if isinstance(calibration, dict) else calibration)
+    result = METHODS.load(method)(loaded, config, inputs, method=method)
+    return loaded, dataclasses.replace(result, model=loaded)
+
+
+def save(result: Any, folder: str | Path, *, builder: str | None = None, kwargs: dict | None = None,
+         overwrite: bool = False) -> Path:
+    """Write a pruned model to `folder` so that `prunekit.load(folder)` rebuilds it, atomically.
+
+    result: what `prunekit.prune` returned (the result, which carries the model and its plan), a LoadedModel
+    or an nn.Module. A Hugging Face model becomes a normal model folder; a plain PyTorch module becomes its
+    state dict, the plan and how to build it (prunekit/io/module.py): `prunekit.load(folder)` calls `builder`
+    ("package.module:name", default: the model's class) with `kwargs` (JSON data) for the unpruned network and
+    resizes it to the saved shapes; or pass one: `prunekit.load(folder, model=fresh_unpruned_instance)`.
+    """
+    from .io import save_model
+    from .io.module import save_module
+    from .models import LoadedModel, load
+    from .prune.result import PruneResult
+
+    plan = None
+    if isinstance(result, PruneResult):
+        if result.model is None:
+            raise ConfigError("This PruneResult carries no model (it did not come from prunekit.prune); "
+                              "pass the model: prunekit.save(model, folder).")
+        plan, result = result.plan, result.model
+    loaded = result if isinstance(result, LoadedModel) else load(result)
+    if loaded.adapter is None:
+        return save_module(loaded.model, folder, plan=plan, builder=builder, kwargs=kwargs, overwrite=overwrite)
+    if builder or kwargs:
+        raise ConfigError("builder= and kwargs= rebuild plain PyTorch modules; a Hugging Face model is rebuilt "
+                          "from its config.")
+    return save_model(loaded, folder, plan=plan, overwrite=overwrite)
 
 
 def recover(model: Any, *, teacher: Any = None, checkpoint: str | None = None, **options: Any):

@@ -60,3 +60,37 @@ def layer_inputs(model: Any, module: Any, input_ids: Any):
     finally:
         handle.remove()
     return torch.cat(seen)
+
+
+def tiny_resnet(*, widths: tuple[int, ...] = (8, 16), num_classes: int = 10, seed: int = 0):
+    """A torchvision-style ResNet (stem conv-BN-ReLU, one BasicBlock per stage with a 1x1 conv-BN downsample where
+    the width or stride changes, global average pool, Linear head) with random weights and BatchNorm statistics,
+    in eval mode; rebuilt with the same keyword arguments it is the same network (`prunekit.save(..., kwargs=)`)."""
+    import torch
+    from torch import nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.downsample = None if cin == cout and stride == 1 else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+    for i, width in enumerate(widths):
+        layers.append(BasicBlock(widths[max(i - 1, 0)], width, 1 if i == 0 else 2))
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], num_classes))
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+            nn.init.uniform_(module.weight, 0.5, 1.5)
+            nn.init.uniform_(module.bias, -0.5, 0.5)
+    return model.eval()

@@ -21,12 +21,16 @@ def test_adapter_found_from_config(family, adapter_cls, heads, kv_heads):
     assert adapter.attention(block) is not None and adapter.mlp(block) is not None
 
 
-def test_unknown_architecture_names_supported_types():
-    class Plain(torch.nn.Module):
-        pass
+def test_unknown_architecture_names_supported_types_and_a_plain_module_loads_without_an_adapter():
+    from types import SimpleNamespace
 
-    with pytest.raises(ConfigError, match="Supported model types: bert, gpt2, llama"):
-        load(Plain())
+    class Mystery(torch.nn.Module):
+        config = SimpleNamespace(model_type="mystery")
+
+    with pytest.raises(ConfigError, match="No adapter for model type 'mystery'.*Supported model types: bert, gpt2"):
+        load(Mystery())
+    plain = load(torch.nn.Linear(2, 2))
+    assert plain.adapter is None and plain.tokenizer is None and plain.name == "Linear"
 
 
 def test_local_folder_round_trip_gives_identical_logits(tiny_llama_dir):

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .graph import DependencyGraph
 from .slicing import sync_modules
 
@@ -36,7 +37,7 @@ def default_inputs(model: nn.Module, seq_len: int = 8) -> dict:
     """Token ids for a model with a `config.vocab_size` (Hugging Face); other models need inputs."""
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if not vocab:
-        raise ValueError(f"{type(model).__name__} has no config.vocab_size, so prunekit cannot make example "
+        raise ConfigError(f"{type(model).__name__} has no config.vocab_size, so prunekit cannot make example "
                          f"inputs for it; pass example_inputs (a tensor, a tuple of args or a dict of kwargs).")
     generator = torch.Generator().manual_seed(0)
     return {"input_ids": torch.randint(0, vocab, (1, seq_len), generator=generator)}

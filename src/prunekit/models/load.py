@@ -25,18 +25,25 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
 
 
-def load(spec: Any, *, dtype: str = "float32") -> LoadedModel:
-    """Load `spec`: a bundled name (`prunekit list`), a folder, a .gguf file, a hub id or an nn.Module."""
+def load(spec: Any, *, dtype: str = "float32", model: Any = None) -> LoadedModel:
+    """Load `spec`: a bundled name (`prunekit list`), a folder, a .gguf file, a hub id or an nn.Module.
+
+    A folder saved from a plain PyTorch module (`prunekit.save`) is rebuilt from `model`, a fresh unpruned
+    instance of its architecture, or from the recorded class when that builds from the recorded kwargs."""
     from torch import nn
 
     from .adapters import adapter_for
 
     _quiet_transformers()
-    if isinstance(spec, nn.Module):
-        return LoadedModel(spec, None, adapter_for(spec), type(spec).__name__)
+    if isinstance(spec, nn.Module):  # a Hugging Face model gets its family's adapter; a plain module none
+        is_hf = getattr(getattr(spec, "config", None), "model_type", None) is not None
+        return LoadedModel(spec, None, adapter_for(spec) if is_hf else None, type(spec).__name__)
     if isinstance(spec, LoadedModel):
         return spec
     text = str(spec)
+    if model is not None and not _is_module_folder(Path(text).expanduser()):
+        raise ModelLoadError(f"model= rebuilds folders saved from plain PyTorch modules; '{text}' is not one "
+                             f"(no prunekit_module.json).")
     if text in MODELS:
         folder, digest = _bundled_folder(text)
         return _from_folder(folder, name=text, fingerprint=f"{text}:{digest[:16]}")
@@ -47,6 +54,13 @@ def load(spec: Any, *, dtype: str = "float32") -> LoadedModel:
 
             folder, digest = cached_gguf_folder(path)
             return _from_folder(folder, name=path.name, fingerprint=f"gguf:{digest[:16]}")
+        if _is_module_folder(path):
+            from ..io.module import load_module
+
+            plan_file = path / "prunekit_plan.json"
+            info = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
+            return LoadedModel(load_module(path, model), None, None, path.name, _folder_fingerprint(path), str(path),
+                               info)
         if path.is_dir():
             return _from_folder(path, name=path.name, fingerprint=_folder_fingerprint(path))
         raise ModelLoadError(f"'{text}' is a file but not a .gguf model; pass a model folder or a .gguf file.")
@@ -55,6 +69,12 @@ def load(spec: Any, *, dtype: str = "float32") -> LoadedModel:
     if text.count("/") == 1:
         return _from_hub(text)
     raise unknown_name("model", text, MODELS.names()) from None
+
+
+def _is_module_folder(path: Path) -> bool:
+    from ..io.module import is_module_folder
+
+    return path.is_dir() and is_module_folder(path)
 
 
 def _quiet_transformers() -> None:

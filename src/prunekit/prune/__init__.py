@@ -1,1 +1,6 @@
-"""Pruning masks and weight-reconstruction solvers (pure tensor maths)."""
+"""One-shot and structured pruning methods. The package is also callable: `prunekit.prune(model, method, ...)`
+is `prunekit.api.prune` (core/entry.py)."""
+
+from ..core.entry import make_callable
+
+make_callable(__name__)

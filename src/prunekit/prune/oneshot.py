@@ -26,6 +26,7 @@ from ..calib.full_pass import collect_inputs
 from ..calib.sequential import block_output, sequential_blocks
 from ..core.memory import PeakMemory
 from ..core.patterns import NM, nm_keep_mask, unstructured_keep_mask
+from ..errors import ConfigError
 from ..importance.criterion import CRITERIA, Criterion
 from ..importance.magnitude import MAGNITUDE, magnitude_scores
 from ..importance.wanda import wanda_scores
@@ -79,6 +80,11 @@ def prune_weights(loaded: Any, config: WeightPruneConfig, inputs: PruneInputs = 
     layers, skipped = select_layers(loaded.model, config.include, config.exclude)
     nm = NM(*config.nm) if config.nm else None
     needs_data = criterion.calibrated or config.allocation in ("owl", "rd")
+    if needs_data and loaded.adapter is None:
+        raise ConfigError(f"{method} (allocation {config.allocation}) calibrates block by block through a "
+                          f"transformer's decoder blocks; {type(loaded.model).__name__} is not a supported "
+                          "transformer. For other models use a data-free criterion (magnitude, random) with "
+                          "uniform or global allocation, or a structured-* method.")
     batches = inputs.windows(loaded, method) if needs_data else None
     start = time.perf_counter()
     unseen: list[str] = []

@@ -17,13 +17,15 @@ from typing import Any
 class PruneResult(Mapping):
     """requested / achieved: removed fraction asked for and reached (of the weights, parameters or blocks the
     method counts). layers: {name: row} with at least "requested" and "actual". plan: the structural plan (None
-    for masks only). details: method-specific report entries (timings, scores, training curves)."""
+    for masks only). details: method-specific report entries (timings, scores, training curves). model: the
+    pruned model when the result comes from `prunekit.prune`, so `prunekit.save(result, folder)` has both."""
 
     requested: float
     achieved: float
     layers: dict[str, dict]
     plan: Any = None
     details: dict[str, Any] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)  # the pruned LoadedModel, set by prunekit.prune (not reported)
 
     def report(self, *, with_plan: bool = True) -> dict[str, Any]:
         """The flat report: layers, the plan (unless `with_plan` is False), requested_sparsity, actual_sparsity

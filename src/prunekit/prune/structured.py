@@ -86,7 +86,8 @@ def prune_structured(loaded: Any, config: StructuredPruneConfig, inputs: PruneIn
 
     criterion = criterion_of(method)
     model, adapter = loaded.model, getattr(loaded, "adapter", None)
-    example = default_inputs(model) if example_inputs is None else example_inputs
+    example = inputs.example_inputs if example_inputs is None else example_inputs
+    example = default_inputs(model) if example is None else example
     start = time.perf_counter()
     graph = DependencyGraph.build(model, example, head_mode=config.head_mode)
     graph_seconds = time.perf_counter() - start

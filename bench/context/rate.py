@@ -127,7 +127,8 @@ def main() -> None:
     lm = load("smollm2-135m")
     lm_counter = TokenCounter(lm.tokenizer)
     sentences = SentencePruner()
-    prose = prose_inputs(args.inputs, args.seed, [sentences.counter, lm_counter])
+    needs_prose = {"sentences", "tokens"} & set(args.only)  # SQuAD is only needed for the prose pruners
+    prose = prose_inputs(args.inputs, args.seed, [sentences.counter, lm_counter]) if needs_prose else []
     results = []
     if "sentences" in args.only:
         results.append(measure("sentences", sentences, prose, sentences.counter))

@@ -43,7 +43,8 @@ class RunContext:
             from .data import calibration_windows
 
             cal = self.recipe.calibration
-            self._calibration = calibration_windows(tokenizer, cal.corpus, cal.samples, cal.seq_len, cal.seed)
+            self._calibration = calibration_windows(tokenizer, cal.corpus, cal.samples, cal.seq_len, cal.seed,
+                                                    cal.weights)
         return self._calibration
 
     def inputs(self) -> PruneInputs:

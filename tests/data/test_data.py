@@ -60,3 +60,33 @@ def test_local_jsonl_and_bad_files(tmp_path):
         corpus_text(str(latin))
     with pytest.raises(ConfigError, match="Unknown corpus 'wikki'"):
         corpus_text("wikki")
+
+
+def test_a_calibration_mixture_draws_each_corpus_share_with_its_own_seed(tmp_path):
+    from prunekit.data.splits import mixture_counts
+
+    tok = CharTokenizer(256)
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("\n\n".join("a" * 300 for _ in range(40)))
+    second.write_text("\n\n".join("b" * 300 for _ in range(40)))
+    mixed = calibration_windows(tok, [str(first), str(second)], samples=5, seq_len=16, seed=3, weights=[3, 1])
+    assert mixture_counts(5, [3, 1]) == [4, 1] and mixture_counts(6, [1, 1, 1]) == [2, 2, 2]
+    assert mixture_counts(4, [1, 1, 1]) == [2, 1, 1] and mixture_counts(3, [0, 1]) == [0, 3]
+    assert (mixed[:4] == ord("a")).float().mean() > 0.9 and (mixed[4] == ord("b")).float().mean() > 0.9
+    assert torch.equal(mixed[4:], calibration_windows(tok, str(second), samples=1, seq_len=16, seed=4))
+    alone = calibration_windows(tok, [str(first)], samples=3, seq_len=16, seed=3)
+    assert torch.equal(alone, calibration_windows(tok, str(first), samples=3, seq_len=16, seed=3))
+
+
+def test_a_recipe_takes_a_calibration_mixture_and_names_bad_entries():
+    from prunekit.recipe import parse_recipe
+
+    recipe = parse_recipe({"calibration": {"corpus": ["wiki", "python-stdlib"], "weights": [3, 1]}})
+    assert recipe.calibration.corpus == ["wiki", "python-stdlib"] and recipe.calibration.weights == [3.0, 1.0]
+    assert recipe.to_dict()["calibration"]["corpus"] == ["wiki", "python-stdlib"]
+    with pytest.raises(PrunekitError, match=r"calibration.corpus\[1\]"):
+        parse_recipe({"calibration": {"corpus": ["wiki", "no-such-corpus"]}})
+    with pytest.raises(ConfigError, match="2 non-negative numbers"):
+        parse_recipe({"calibration": {"corpus": ["wiki", "news"], "weights": [1]}})
+    with pytest.raises(ConfigError, match="empty list"):
+        parse_recipe({"calibration": {"corpus": []}})

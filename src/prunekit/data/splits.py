@@ -43,9 +43,29 @@ def _token_ids(tokenizer: Any, text: str):
     return torch.tensor(ids, dtype=torch.long)
 
 
-def calibration_windows(tokenizer: Any, corpus: str, samples: int, seq_len: int, seed: int = 0):
-    """(samples, seq_len) token ids: random windows from the calibration part, fixed by `seed`."""
+def mixture_counts(samples: int, weights: list[float]) -> list[int]:
+    """`samples` split over corpora in proportion to `weights` (largest remainder, ties to the first)."""
+    total = float(sum(weights))
+    exact = [samples * w / total for w in weights]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: samples - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def calibration_windows(tokenizer: Any, corpus: str | list[str], samples: int, seq_len: int, seed: int = 0,
+                        weights: list[float] | None = None):
+    """(samples, seq_len) token ids: random windows from the calibration part, fixed by `seed`. A list of
+    corpora is a mixture: corpus i gives its share of `samples` by `weights` (default equal), drawn with seed
+    + i, in list order; one corpus (or a list of one) draws exactly as before."""
     import torch
+
+    if not isinstance(corpus, str):
+        counts = mixture_counts(samples, list(weights) if weights is not None else [1.0] * len(corpus))
+        parts = [calibration_windows(tokenizer, name, count, seq_len, seed + i)
+                 for i, (name, count) in enumerate(zip(corpus, counts, strict=True)) if count]
+        return torch.cat(parts)
 
     from .corpora import corpus_text
 

@@ -11,16 +11,26 @@ from ..evaluate.needle import NeedleConfig
 
 @dataclass
 class CalibrationConfig:
-    """Calibration batches: random windows from the calibration split (first 90% of the corpus)."""
+    """Calibration batches: random windows from the calibration split (first 90% of the corpus). corpus: one
+    name or file, or a list of them (a mixture); weights: each listed corpus's share of the samples (default
+    equal; normalised)."""
 
-    corpus: str = "wiki"
+    corpus: str | list[str] = "wiki"
     samples: int = 32
     seq_len: int = 512
     seed: int = 0
+    weights: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.seq_len < 2:
             raise ConfigError(f"calibration needs samples >= 1 and seq_len >= 2, got {self.samples}, {self.seq_len}")
+        corpora = [self.corpus] if isinstance(self.corpus, str) else list(self.corpus)
+        if not corpora:
+            raise ConfigError("calibration.corpus is an empty list; give a corpus name or a list of them")
+        if self.weights is not None and (len(self.weights) != len(corpora) or any(w < 0 for w in self.weights)
+                                         or sum(self.weights) <= 0):
+            raise ConfigError(f"calibration.weights must be {len(corpora)} non-negative numbers (one per corpus, "
+                              f"not all 0), got {self.weights}")
 
 
 @dataclass
@@ -88,7 +98,9 @@ def validate_names(recipe: Recipe) -> None:
     from ..models import validate_spec
 
     validate_spec(recipe.model)
-    validate_corpus(recipe.calibration.corpus, "calibration.corpus")
+    corpora = recipe.calibration.corpus
+    for i, corpus in enumerate([corpora] if isinstance(corpora, str) else corpora):
+        validate_corpus(corpus, "calibration.corpus" + ("" if isinstance(corpora, str) else f"[{i}]"))
     validate_corpus(recipe.evaluation.perplexity.corpus, "evaluation.perplexity.corpus")
     for i, task in enumerate(recipe.evaluation.tasks):
         if task not in TASKS:

@@ -135,3 +135,27 @@ def test_sigterm_during_pruning_leaves_nothing_and_says_so(tiny_llama_dir, corpu
     assert "Terminated by SIGTERM" in rest
     time.sleep(0.1)
     assert list(parent.iterdir()) == []
+
+
+def test_eval_of_a_saved_pruned_model_compares_it_with_its_base(tiny_llama_dir, corpus, tmp_path):
+    import prunekit
+
+    _, result = prunekit.prune(str(tiny_llama_dir), "magnitude", ratio=0.5)
+    folder = prunekit.save(result, tmp_path / "pruned-mag")
+    assert yaml.safe_load((folder / "recipe.yaml").read_text()) == {"model": str(tiny_llama_dir)}
+    out = tmp_path / "evalpruned"
+    cli = [sys.executable, "-m", "prunekit.cli", "-q", "eval", str(folder), "--corpus", corpus, "--window", "32",
+           "--windows", "2", "--tasks", "perplexity", "-o", str(out)]
+    proc = subprocess.run(cli, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["variant"]: row for row in json.loads((out / "report.json").read_text())["results"]}
+    assert set(rows) == {"dense", "pruned-mag"}
+    dense = prunekit.evaluate(str(tiny_llama_dir), tasks=["perplexity"], corpus=corpus, window=32, windows=2)
+    assert rows["dense"]["metrics"]["perplexity"] == pytest.approx(dense["perplexity"], rel=1e-6)
+    alone = prunekit.evaluate(str(folder), tasks=["perplexity"], corpus=corpus, window=32, windows=2)
+    assert rows["pruned-mag"]["metrics"]["perplexity"] == pytest.approx(alone["perplexity"], rel=1e-6)
+    assert alone["perplexity"] != dense["perplexity"]
+    (tmp_path / "moved").mkdir()
+    (folder / "recipe.yaml").write_text(yaml.safe_dump({"model": str(tmp_path / "moved" / "gone")}))
+    proc = subprocess.run(cli[:-1] + [str(tmp_path / "alone")], capture_output=True, text=True)
+    assert proc.returncode == 0 and "which is not found; evaluating it alone" in proc.stderr

@@ -95,7 +95,10 @@ def save(result: Any, folder: str | Path, *, builder: str | None = None, kwargs:
     if builder or kwargs:
         raise ConfigError("builder= and kwargs= rebuild plain PyTorch modules; a Hugging Face model is rebuilt "
                           "from its config.")
-    return save_model(loaded, folder, plan=plan, overwrite=overwrite)
+    from .models import MODELS
+
+    base = loaded.name if loaded.name in MODELS else loaded.source  # `prunekit eval FOLDER` compares with it
+    return save_model(loaded, folder, plan=plan, recipe={"model": base} if base else None, overwrite=overwrite)
 
 
 def recover(model: Any, *, teacher: Any = None, checkpoint: str | None = None, **options: Any):

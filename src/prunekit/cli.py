@@ -95,7 +95,9 @@ def eval_(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
 ) -> None:
     """Evaluate a model (perplexity, size, MACs, latency, needle retrieval) and write a report; the dense
-    perplexity is cached. With --press, each press is a variant evaluated against the dense model."""
+    perplexity is cached. With --press, each press is a variant evaluated against the dense model. A folder
+    saved by prunekit (a recipe's save stage or prunekit.save) is compared with the model it was pruned from:
+    that one is the dense row, the folder the variant row."""
     from .pipeline import run_recipe
     from .recipe import parse_recipe
 
@@ -106,14 +108,35 @@ def eval_(
     if press_ratio is not None:
         options["ratio"] = press_ratio
     tasks = tasks or ("needle" if press else "perplexity,efficiency")
+    variants = [{"name": name, "stages": [{"press": {"name": name, **options}}]} for name in press or []]
+    base = None if press else _pruned_base(model)
+    if base is not None:  # a saved pruned model: the baseline row is the model it was pruned from
+        variants = [{"name": Path(model).name or "pruned", "model": model, "stages": []}]
     recipe = parse_recipe({
-        "name": "eval", "model": model,
+        "name": "eval", "model": base or model,
         "evaluation": {"tasks": [t.strip() for t in tasks.split(",") if t.strip()],
                        "perplexity": {"corpus": corpus, "window": window, "windows": windows},
                        "needle": {"lengths": [needle_length], "samples": needle_samples}},
-        "variants": [{"name": name, "stages": [{"press": {"name": name, **options}}]} for name in press or []],
+        "variants": variants,
     })
     _finish(run_recipe(recipe, output=output, overwrite=overwrite))
+
+
+def _pruned_base(model: str) -> str | None:
+    """The base of a prunekit-saved folder when it still resolves (a bundled name or an existing path), else None
+    (the folder is then evaluated alone, with a note)."""
+    from .io import saved_base
+    from .models import validate_spec
+
+    base = saved_base(model)
+    if base is None:
+        return None
+    try:
+        validate_spec(base)
+    except PrunekitError:
+        typer.echo(f"note: '{model}' was pruned from '{base}', which is not found; evaluating it alone.", err=True)
+        return None
+    return base
 
 
 def _press_options(items: list[str]) -> dict:

@@ -82,10 +82,7 @@ def run_recipe(recipe: Recipe, *, output: str | None = None, overwrite: bool = F
         rows = [{"variant": "dense", "metrics": evaluate_loaded(dense, recipe.evaluation, dense=True), "stages": []}]
         for variant in recipe.variants:
             log(f"variant {variant.name}: {len(variant.stages)} stage(s)")
-            loaded = copy.copy(dense)
-            loaded.model = copy.deepcopy(dense.model)
-            loaded.adapter = type(dense.adapter)(loaded.model)
-            loaded.fingerprint = None  # modified: never read the dense cache
+            loaded = variant_model(variant, dense)
             stage_reports = [run_stage(stage, loaded, ctx, variant.name) for stage in variant.stages]
             press = ctx.extras.pop(("press", variant.name), None)
             metrics = evaluate_loaded(loaded, recipe.evaluation, press=press)
@@ -101,6 +98,21 @@ def run_recipe(recipe: Recipe, *, output: str | None = None, overwrite: bool = F
         write_report(report, tmp)
     report["output"] = str(out)
     return report
+
+
+def variant_model(variant: Any, dense: Any) -> Any:
+    """What a variant starts from: its own saved model when it names one, else a fresh copy of the dense one."""
+    if variant.model is not None:
+        from .models import load
+
+        log(f"  loading {variant.model} ...")
+        loaded = load(variant.model)
+    else:
+        loaded = copy.copy(dense)
+        loaded.model = copy.deepcopy(dense.model)
+        loaded.adapter = type(dense.adapter)(loaded.model)
+    loaded.fingerprint = None  # a variant is never read from or written to the dense cache
+    return loaded
 
 
 def run_stage(stage: Any, loaded: Any, ctx: RunContext, variant: str) -> dict:

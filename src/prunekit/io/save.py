@@ -32,3 +32,20 @@ def save_model(loaded: Any, folder: str | Path, *, plan: dict | None = None, rec
         if recipe is not None:
             (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     return folder
+
+
+def saved_base(folder: str | Path) -> str | None:
+    """The model a prunekit-saved folder was made from (its recipe.yaml's `model`), or None: not such a folder,
+    or the base is the folder itself."""
+    import yaml
+
+    recipe = Path(folder).expanduser() / "recipe.yaml"
+    if not recipe.is_file():
+        return None
+    try:
+        base = (yaml.safe_load(recipe.read_text()) or {}).get("model")
+    except yaml.YAMLError:
+        return None
+    if not isinstance(base, str) or Path(base).expanduser().resolve() == Path(folder).expanduser().resolve():
+        return None
+    return base

@@ -87,7 +87,7 @@ def _quiet_transformers() -> None:
         hf_logging.disable_progress_bar()
 
 
-def validate_spec(spec: str) -> None:
+def validate_spec(spec: str, where: str | None = None) -> None:
     """Fail fast (no torch import) on a model name that cannot resolve."""
     if spec in MODELS:
         return
@@ -95,9 +95,9 @@ def validate_spec(spec: str) -> None:
     if path.exists():
         return
     if spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
-        raise ModelLoadError(f"Model path '{spec}' does not exist.")
+        raise ModelLoadError(f"Model path '{spec}' does not exist" + (f" (at '{where}')." if where else "."))
     if spec.count("/") != 1:
-        raise unknown_name("model", spec, MODELS.names())
+        raise unknown_name("model", spec, MODELS.names(), where)
 
 
 def _bundled_folder(name: str) -> tuple[Path, str]:

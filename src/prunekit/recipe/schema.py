@@ -63,13 +63,16 @@ class EvaluationConfig:
 
 @dataclass
 class Variant:
-    """A named pipeline of stages applied to a fresh copy of the dense model."""
+    """A named pipeline of stages applied to a fresh copy of the dense model, or to `model` (a saved, e.g.
+    already pruned, model: a folder or name) when given, so it is compared with the recipe's model."""
 
     name: str
     stages: list[Any]  # prunekit.recipe.stages.Stage
+    model: str | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "stages": [s.to_dict() for s in self.stages]}
+        out = {"name": self.name, "stages": [s.to_dict() for s in self.stages]}
+        return out if self.model is None else {"name": self.name, "model": self.model, **out}
 
 
 @dataclass
@@ -98,6 +101,9 @@ def validate_names(recipe: Recipe) -> None:
     from ..models import validate_spec
 
     validate_spec(recipe.model)
+    for i, variant in enumerate(recipe.variants):
+        if variant.model is not None:
+            validate_spec(variant.model, f"variants[{i}].model")
     corpora = recipe.calibration.corpus
     for i, corpus in enumerate([corpora] if isinstance(corpora, str) else corpora):
         validate_corpus(corpus, "calibration.corpus" + ("" if isinstance(corpora, str) else f"[{i}]"))

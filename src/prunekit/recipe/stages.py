@@ -115,13 +115,16 @@ def parse_stage(data: Any, where: str) -> Stage:
 def parse_variant(data: Any, where: str) -> Variant:
     if not isinstance(data, dict):
         raise ConfigError(f"'{where}' must be a mapping with 'name' and 'stages', got {data!r}")
-    unknown = set(data) - {"name", "stages"}
+    unknown = set(data) - {"name", "stages", "model"}
     if unknown:
-        raise ConfigError(f"Unknown key '{sorted(unknown)[0]}' in '{where}'. Valid keys: name, stages.")
+        raise ConfigError(f"Unknown key '{sorted(unknown)[0]}' in '{where}'. Valid keys: name, stages, model.")
     name = data.get("name")
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"'{where}.name' must be a non-empty name without '/', got {name!r}")
     stages = data.get("stages") or []
     if not isinstance(stages, list):
         raise ConfigError(f"'{where}.stages' must be a list, got {stages!r}")
-    return Variant(name, [parse_stage(s, f"{where}.stages[{i}]") for i, s in enumerate(stages)])
+    model = data.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ConfigError(f"'{where}.model' must be a model name or folder, got {model!r}")
+    return Variant(name, [parse_stage(s, f"{where}.stages[{i}]") for i, s in enumerate(stages)], model)

@@ -10,17 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..io.save import saved_base
 from ..utils.progress import log
-
-
-def _base_model(folder: Path) -> str | None:
-    """The model a prunekit run pruned (recipe.yaml beside the weights), the natural teacher."""
-    import yaml
-
-    recipe = folder / "recipe.yaml"
-    if recipe.is_file():
-        return (yaml.safe_load(recipe.read_text()) or {}).get("model")
-    return None
 
 
 def _vocab_from_config(spec: str) -> int | None:
@@ -59,7 +50,7 @@ def recover_saved(folder: str | Path, output: str | Path | None = None, *, teach
     if not (folder / "config.json").is_file():
         raise ConfigError(f"'{folder}' is not a saved model folder (no config.json).")
     if config.needs_teacher:
-        teacher = teacher or _base_model(folder)
+        teacher = teacher or saved_base(folder)
         if teacher is None:
             raise ConfigError(f"loss '{config.loss}' needs --teacher (the dense model); '{folder}' names no base model")
         validate_spec(teacher)

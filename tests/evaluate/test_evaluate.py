@@ -117,3 +117,19 @@ def test_interleaved_medians_orders_work():
 
     medians = interleaved_medians({"short": lambda: time.sleep(0.001), "long": lambda: time.sleep(0.02)}, repeats=3)
     assert medians["long"] > medians["short"]
+
+
+def test_the_terminal_table_keeps_long_variant_names_and_every_header_at_80_columns(capsys, monkeypatch):
+    from prunekit.evaluate.report import COLUMNS, print_table
+
+    monkeypatch.setenv("COLUMNS", "80")
+    metrics = {"perplexity": 23.86, "params_body_nonzero": 1.3e8, "sparsity_body": 0.5, "macs_per_token": 2.6e8,
+               "prefill_seconds": 0.4, "decode_tokens_per_second": 30.0, "peak_rss_bytes": 2e9}
+    names = ["dense", "sparsegpt-2of4-dense-targets-then-lora-healed", "flap-bias-angular-30-percent-recovered"]
+    report = {"recipe": {"name": "a-recipe-with-a-long-name"}, "model": {"spec": "smollm2-135m"},
+              "results": [{"variant": n, "metrics": metrics, "stages": []} for n in names]}
+    print_table(report)
+    out = capsys.readouterr().out
+    for text in names + [header for _, header, _ in COLUMNS]:
+        assert text in out, text
+    assert "…" not in out

@@ -188,7 +188,11 @@ def print_table(report: dict) -> None:
         table.add_column(name, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    Console(stderr=False).print(table)
+    console = Console(stderr=False)
+    needed = console.measure(table, options=console.options.update(max_width=10_000)).maximum
+    if needed > console.width:  # a narrow terminal (80 columns, or a pipe) would cut names and headers short:
+        console = Console(stderr=False, width=needed)  # print at full width and let the terminal wrap lines
+    console.print(table)
 
 
 def write_report(report: dict, folder: Path) -> None:

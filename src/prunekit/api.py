@@ -127,8 +127,12 @@ def compress_context(query: str, text: str | bytes, *, method: str = "sentences"
     Pass a constructed `pruner` to reuse its loaded models across calls.
     """
     from .context import Budget, get_pruner
+    from .context.base import as_text, check_modes
 
     budget = Budget(tokens=tokens, ratio=ratio, threshold=threshold, rate=rate)
+    text = as_text(text, "text")  # bad bytes and budget modes fail before any model loads
     if pruner is None:
-        pruner = get_pruner(method)()
+        cls = get_pruner(method)
+        check_modes(budget, cls.supported_modes, method)
+        pruner = cls()
     return pruner.prune(query, text, budget)

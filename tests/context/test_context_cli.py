@@ -1,6 +1,7 @@
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -51,10 +52,16 @@ def test_context_command_errors(tmp_path):
 def test_context_command_refuses_a_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("Caf\u00e9 au lait is coffee with milk.".encode("latin-1"))
-    proc = subprocess.run([sys.executable, "-m", "prunekit.cli", "context", str(path), "--query", "what?",
-                           "--ratio", "0.5"], capture_output=True, text=True)
-    assert proc.returncode == 2
+    cli = [sys.executable, "-m", "prunekit.cli", "context", str(path), "--query", "what?"]
+    start = time.perf_counter()
+    proc = subprocess.run(cli + ["--ratio", "0.5"], capture_output=True, text=True)
+    assert proc.returncode == 2 and time.perf_counter() - start < 2.0  # refused before the encoder loads
     assert "text is not valid UTF-8 (byte 0xe9 at position 3)" in proc.stderr and proc.stdout == ""
+    path.write_text("def f():\n    return 1\n")
+    start = time.perf_counter()
+    proc = subprocess.run(cli + ["--threshold", "0.5", "--method", "code"], capture_output=True, text=True)
+    assert proc.returncode == 2 and time.perf_counter() - start < 2.0
+    assert "code does not support budget mode 'threshold'. Valid choices: tokens, ratio" in proc.stderr
 
 
 def test_compress_context_api():

@@ -29,7 +29,9 @@ _weights("wanda", "prunekit.importance.wanda:WANDA", "|W| x input norm, per outp
 _weights("sparsegpt", "prunekit.prune.sparsegpt:SPARSEGPT",
          "OBS with lazy block updates, unstructured or N:M (Frantar & Alistarh 2023); "
          "dense_targets: GPTAQ asymmetric calibration (Li et al. 2025)", SparseGPTConfig)
-_weights("d-pruner", "prunekit.prune.dpruner:DPRUNER", "OBS + domain Fisher (Zhang et al. 2024)", DPrunerConfig)
+_weights("d-pruner", "prunekit.prune.dpruner:DPRUNER",
+         "OBS + domain Fisher (Zhang et al. 2024); experimental: loses to Wanda on SmolLM2 (BENCHMARKS.md)",
+         DPrunerConfig)
 _weights("ria", "prunekit.importance.ria:RIA", "(|W|/column sum + |W|/row sum) x input norm^0.5 (Zhang et al. 2024)")
 
 _STRUCTURED = "prunekit.prune.structured:prune_structured"

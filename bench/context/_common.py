@@ -14,7 +14,6 @@ import sys
 import sysconfig
 import tarfile
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-from prunekit.context import Budget  # noqa: E402
 from prunekit.evaluate.records import bench_setup, write_record  # noqa: E402
 from prunekit.evaluate.report import markdown_table  # noqa: E402, F401  (used by the scripts)
 
@@ -50,13 +48,6 @@ def setup(threads: int = 1) -> None:
 
 
 # -- SQuAD ---------------------------------------------------------------------------------------------
-def keeping(rate: float) -> Budget:
-    """The budget that keeps the fraction ``rate`` of the tokens (the scripts' ``--rate`` and their results' "rate"
-    key): ``Budget(ratio=1 - rate)``, ratio being the removed fraction. ``1 - rate`` is taken on the decimal
-    written (0.3 -> 0.7), so the target is ``round(rate * n)`` exactly as with the old ``Budget(rate=rate)``."""
-    return Budget(ratio=float(1 - Decimal(str(float(rate)))))
-
-
 def squad_articles() -> list[dict[str, Any]]:
     """The 48 articles of SQuAD v1.1 dev, extracted once from the bigbench sdist into the cache."""
     if not SQUAD_JSON.exists():

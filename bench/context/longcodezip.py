@@ -5,7 +5,7 @@ Setup: ``--n`` modules of the CPython 3.11 standard library with ``--lo``..``--h
 with ``random.Random(seed)``, each with one documented function or method (docstring, >= 6 lines, name
 defined once in the module) chosen with the same Random. Query: "What does `name` do and what does it
 return?". A third of the tokens kept (``--rate 1/3``, the kept fraction, written as "rate"; the budget is
-``Budget(ratio=2/3)``, ratio being the removed fraction, built by ``_common.keeping``; each row's "ratio" is the
+``Budget(ratio=2/3)``, ratio being the removed fraction, built by ``Budget.keeping``; each row's "ratio" is the
 kept fraction ``Pruned.kept_fraction``), SmolLM2-135M as the LM and counter.
 
 A case passes when the function's ``def`` line is in the output and at least half of its non-blank body
@@ -25,9 +25,9 @@ import json
 import sys
 import time
 
-from _common import CACHE, keeping, markdown_table, pick_code_cases, setup, write_result
+from _common import CACHE, markdown_table, pick_code_cases, setup, write_result
 
-from prunekit.context import LongCodeZipConfig, LongCodeZipPruner, TokenCounter, split_chunks
+from prunekit.context import Budget, LongCodeZipConfig, LongCodeZipPruner, TokenCounter, split_chunks
 from prunekit.models import load
 
 
@@ -52,7 +52,7 @@ def kept_lines(source: str, spans: list[tuple[int, int]]) -> list[bool]:
 def evaluate(pruner: RecordingLongCodeZip, case: dict, rate: float) -> dict:
     source = case["source"]
     start = time.perf_counter()
-    result = pruner.prune(case["question"], source, keeping(rate))
+    result = pruner.prune(case["question"], source, Budget.keeping(rate))
     seconds = time.perf_counter() - start
     lines = source.splitlines()
     keep = kept_lines(source, result.kept_spans)

@@ -2,7 +2,7 @@
 inputs over 200 tokens (acceptance: <= 0.02 for every pruner).
 
 "rate" here and in the results is the KEPT fraction; the budget is ``Budget(ratio=1 - rate)`` (ratio: the
-removed fraction, see ``_common.keeping``), whose target ``round(rate * n)`` is the old ``Budget(rate=rate)``'s.
+removed fraction, see ``Budget.keeping``), whose target ``round(rate * n)`` is the old ``Budget(rate=rate)``'s.
 
 - sentences (MiniLM scorer, MiniLM WordPiece counting) and tokens (SmolLM2-135M self-information,
   SmolLM2 counting): SQuAD v1.1 dev paragraphs of one article concatenated until the text has over 200
@@ -30,7 +30,6 @@ import time
 
 from _common import (
     RESULTS,
-    keeping,
     markdown_table,
     multi_paragraph_context,
     pick_code_cases,
@@ -40,7 +39,7 @@ from _common import (
     write_result,
 )
 
-from prunekit.context import LongCodeZipPruner, SentencePruner, TokenCounter, TokenPruner
+from prunekit.context import Budget, LongCodeZipPruner, SentencePruner, TokenCounter, TokenPruner
 from prunekit.models import load
 
 RATES = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
@@ -99,7 +98,7 @@ def measure(name: str, pruner, inputs: list[tuple[str, str]], recount) -> dict:
     start = time.perf_counter()
     for i, (query, text) in enumerate(inputs):
         for rate in RATES:
-            result = pruner.prune(query, text, keeping(rate))
+            result = pruner.prune(query, text, Budget.keeping(rate))
             rows.append({"input": i, "rate": rate, "original_tokens": result.original_tokens,
                          "kept_tokens": result.kept_tokens, "ratio": result.kept_fraction,
                          "recount": recount(result.text) / result.original_tokens})

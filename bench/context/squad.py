@@ -36,7 +36,6 @@ from collections.abc import Sequence
 import torch
 from _common import (
     exact_match,
-    keeping,
     markdown_table,
     multi_paragraph_context,
     setup,
@@ -46,7 +45,7 @@ from _common import (
     write_result,
 )
 
-from prunekit.context import MiniLMScorer, SentencePruner, TokenCounter, split_units
+from prunekit.context import Budget, MiniLMScorer, SentencePruner, TokenCounter, split_units
 from prunekit.models import load
 
 
@@ -117,7 +116,7 @@ def bootstrap_ci(diffs: list[float], draws: int = 2000, seed: int = 0) -> tuple[
 
 def throughput(pruner: SentencePruner, items: list[dict], rate: float) -> dict:
     """Original tokens per second of ``pruner`` keeping the fraction ``rate`` of each context."""
-    budget = keeping(rate)
+    budget = Budget.keeping(rate)
     pruner.prune(items[0]["question"], items[0]["context"], budget)  # warm-up
     tokens, start = 0, time.perf_counter()
     for item in items:
@@ -150,7 +149,7 @@ def main() -> None:
     minilm = MiniLMScorer()
     pruners = {"ours": SentencePruner(minilm, counter), "random": SentencePruner(RandomScorer(args.seed), counter),
                "lead": SentencePruner(LeadScorer(), counter)}
-    budget = keeping(args.rate)
+    budget = Budget.keeping(args.rate)
 
     pruned: dict[str, list] = {name: [] for name in pruners}
     retention = {}

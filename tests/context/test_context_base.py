@@ -40,9 +40,10 @@ def test_the_old_rate_is_the_kept_fraction_and_keeps_its_targets(rate, ratio):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RenamedOptionWarning)  # the new name does not warn
         new = Budget(ratio=ratio)
-    assert old.mode == new.mode == "ratio" and old.ratio == new.ratio and old == new
+        kept = Budget.keeping(rate)
+    assert old.mode == new.mode == kept.mode == "ratio" and old.ratio == new.ratio and old == new == kept
     for n in range(1, 3001):  # the same targets, rounding ties included (0.3 * 15 = 4.5 -> 4)
-        assert old.target(n) == new.target(n) == min(n, max(1, round(rate * n))), n
+        assert old.target(n) == new.target(n) == kept.target(n) == min(n, max(1, round(rate * n))), n
 
 
 def test_rate_and_ratio_together_or_out_of_range_are_refused():
@@ -54,6 +55,8 @@ def test_rate_and_ratio_together_or_out_of_range_are_refused():
     for rate in (0.0, 1.5, -0.1):
         with pytest.raises(ConfigError, match=rf"Budget rate={rate} is invalid; valid: .*\(0, 1\]"):
             Budget(rate=rate)
+        with pytest.raises(ConfigError, match=rf"Budget.keeping\({rate}\) is invalid; valid: .*\(0, 1\]"):
+            Budget.keeping(rate)
 
 
 def test_pruned_ratio_is_the_deprecated_kept_fraction():

@@ -110,6 +110,16 @@ class Budget:
             if not _is_number(thr) or not math.isfinite(thr):
                 raise ConfigError(f"Budget threshold={thr!r} is invalid; valid: a finite float.")
 
+    @classmethod
+    def keeping(cls, fraction: float) -> Budget:
+        """The ratio budget that keeps `fraction` of the tokens (target ``round(fraction * n)``, exactly as
+        ``rate=fraction`` did), without the deprecation warning."""
+        if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
+            raise ConfigError(f"Budget.keeping({fraction!r}) is invalid; valid: the kept fraction, in (0, 1].")
+        budget = cls(ratio=_complement(fraction))
+        object.__setattr__(budget, "_keep", fraction)
+        return budget
+
     def _take_rate(self, rate: float) -> None:
         """Accept the old ``rate`` (kept fraction): store ``ratio = 1 - rate`` and keep ``rate`` for the target."""
         if self.ratio is not None:

@@ -17,7 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from prunekit.evaluate.records import write_record  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = DEFAULT_RESULTS
 # the one-shot models of issue 13, as BENCHMARKS.md reports them (SmolLM2-135M, 32 x 512 wiki calibration tokens)
 BASES = {
     "flap30": {"method": "llm-structured", "ratio": 0.3, "criterion": "flap", "allocation": "angular",
@@ -86,7 +87,9 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 def checkpoint(name: str) -> Path:
     """Where the run that writes recover-<name>.json keeps its resumable training checkpoint: an interrupted
-    benchmark (Ctrl-C, SIGTERM) continues there when the same command runs again."""
+    benchmark (Ctrl-C, SIGTERM) continues there when the same command runs again. A --smoke run (RESULTS moved to
+    a temporary folder) keeps it there, so it never resumes a real run's checkpoint."""
     from prunekit.utils.paths import cache_dir
 
-    return cache_dir("bench-recover") / "checkpoints" / f"{name}.pt"
+    root = cache_dir("bench-recover") if RESULTS == DEFAULT_RESULTS else RESULTS
+    return root / "checkpoints" / f"{name}.pt"

@@ -69,7 +69,7 @@ def train_options(args: argparse.Namespace, corpus: str) -> dict:
     return {"tokens": args.tokens, "lr": args.lr, "rank": args.rank, "alpha": 2.0 * args.rank,
             "schedule": args.schedule, "seq_len": args.seq_len, "batch_size": args.batch,
             "micro_batch_size": args.micro_batch, "loss": args.loss, "corpus": [corpus], "seed": args.seed,
-            "eval_every": max(1, steps // 10), "eval_windows": 2 if args.smoke else 4, "checkpoint_every": 0}
+            "eval_every": max(1, steps // 10), "eval_windows": 2 if args.smoke else 4, "checkpoint_every": 10}
 
 
 def removed_ratio(dense, loaded) -> float:
@@ -86,7 +86,8 @@ def run_joint(dense, args, corpus: str, perplexities) -> dict:
                               penalty=args.penalty, penalty_weight=args.penalty_weight, ramp=args.ramp,
                               mask_lr=args.mask_lr, train=train_options(args, corpus))
     start = time.perf_counter()
-    report = prune_joint(loaded, config, method="joint-lora", teacher=dense if args.loss != "ce" else None)
+    report = prune_joint(loaded, config, method="joint-lora", teacher=dense if args.loss != "ce" else None,
+                         checkpoint=common.checkpoint(f"joint-joint-{args.tokens}{args.tag}"))
     wall = time.perf_counter() - start
     return {"config": {k: v for k, v in vars(config).items()}, "achieved": removed_ratio(dense, loaded),
             "achieved_reported": report["achieved"], "after": perplexities(loaded), "train_seconds":
@@ -104,7 +105,8 @@ def run_flap_lora(dense, base, args, corpus: str, perplexities) -> dict:
     before = perplexities(base)
     config = from_dict(RecoverConfig, {**train_options(args, corpus), "report_windows": 0}, "recover")
     start = time.perf_counter()
-    details = recover(base, config, teacher=dense if args.loss != "ce" else None)
+    details = recover(base, config, teacher=dense if args.loss != "ce" else None,
+                      checkpoint=common.checkpoint(f"joint-flap30-{args.tokens}{args.tag}"))
     wall = time.perf_counter() - start
     return {"config": {k: v for k, v in vars(config).items()}, "prune": common.BASES["flap30"],
             "achieved": removed_ratio(dense, base), "before": before, "after": perplexities(base),

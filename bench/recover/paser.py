@@ -62,15 +62,15 @@ def run(args: argparse.Namespace, select: str, dense, base_model, dense_ppl: dic
                            seq_len=args.seq_len, batch_size=args.batch, micro_batch_size=args.micro_batch,
                            loss=args.loss, corpus=args.corpus, report_windows=0, seed=args.seed,
                            eval_every=max(1, -(-args.tokens // (args.batch * args.seq_len)) // 5), eval_windows=4,
-                           checkpoint_every=0, select=select, paser_clusters=args.clusters,
+                           checkpoint_every=10, select=select, paser_clusters=args.clusters,
                            paser_candidates=args.pool_factor * windows)
     start = time.perf_counter()
-    details = recover(loaded, config, teacher=dense)
+    loss = "" if args.loss == "ce" else f"-{args.loss}"
+    name = f"paser-{args.base}-{select}-{args.tokens}{loss}{args.tag}"
+    details = recover(loaded, config, teacher=dense, checkpoint=common.checkpoint(name))
     wall = time.perf_counter() - start
     after = common.perplexities(loaded)
     closed = {c: common.gap_closed(dense_ppl[c], before[c], after[c]) for c in after}
-    loss = "" if args.loss == "ce" else f"-{args.loss}"
-    name = f"paser-{args.base}-{select}-{args.tokens}{loss}{args.tag}"
     path = common.write_result(name, {
         "base": args.base, "prune": common.BASES.get(args.base), "select": select, "loss": args.loss,
         "config": dict(vars(config)), "dense": dense_ppl, "before": before, "after": after, "gap_closed": closed,

@@ -59,8 +59,8 @@ def prune(model: Any, method: str, *, example_inputs: Any = None, calibration: A
 
     entry = METHODS.get(method)
     config = from_dict(entry.config, options, method)
-    section = calibration if isinstance(calibration, dict) or calibration is None else {}
-    recipe = parse_recipe({"calibration": section or {}})  # a bad calibration section fails before loading
+    section = calibration if isinstance(calibration, dict) else {}  # else: token ids, or nothing
+    recipe = parse_recipe({"calibration": section})  # a bad calibration section fails before loading
     loaded = model if isinstance(model, LoadedModel) else load(model)
     inputs = dataclasses.replace(RunContext(recipe, Path(".")).inputs(), example_inputs=example_inputs,
                                  batches=None if isinstance(calibration, dict) else calibration)

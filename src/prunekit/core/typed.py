@@ -17,7 +17,7 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"'{where}' must be a mapping of options, got {type(data).__name__}: {data!r}")
-    data = _renamed(cls, data, where)
+    data = renamed_keys(cls, data, where)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [key for key in data if key not in fields]
@@ -38,7 +38,7 @@ class RenamedOptionWarning(FutureWarning):
     """An option was given by its old name (shown to users by default, unlike DeprecationWarning)."""
 
 
-def _renamed(cls: type, data: dict, where: str) -> dict:
+def renamed_keys(cls: type, data: dict, where: str) -> dict:
     """`data` with old option names (a dataclass's `RENAMED = {old: new}`) replaced by the new ones, warning once
     per use; giving both names is an error."""
     renamed = getattr(cls, "RENAMED", {})

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelLoadError, unknown_name
+from ..io.module import is_module_folder, load_module
 from .catalog import MODELS, BundledGGUF
 
 
@@ -41,7 +42,7 @@ def load(spec: Any, *, dtype: str = "float32", model: Any = None) -> LoadedModel
     if isinstance(spec, LoadedModel):
         return spec
     text = str(spec)
-    if model is not None and not _is_module_folder(Path(text).expanduser()):
+    if model is not None and not is_module_folder(Path(text).expanduser()):
         raise ModelLoadError(f"model= rebuilds folders saved from plain PyTorch modules; '{text}' is not one "
                              f"(no prunekit_module.json).")
     if text in MODELS:
@@ -54,9 +55,7 @@ def load(spec: Any, *, dtype: str = "float32", model: Any = None) -> LoadedModel
 
             folder, digest = cached_gguf_folder(path)
             return _from_folder(folder, name=path.name, fingerprint=f"gguf:{digest[:16]}")
-        if _is_module_folder(path):
-            from ..io.module import load_module
-
+        if is_module_folder(path):
             plan_file = path / "prunekit_plan.json"
             info = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
             return LoadedModel(load_module(path, model), None, None, path.name, _folder_fingerprint(path), str(path),
@@ -69,12 +68,6 @@ def load(spec: Any, *, dtype: str = "float32", model: Any = None) -> LoadedModel
     if text.count("/") == 1:
         return _from_hub(text)
     raise unknown_name("model", text, MODELS.names()) from None
-
-
-def _is_module_folder(path: Path) -> bool:
-    from ..io.module import is_module_folder
-
-    return path.is_dir() and is_module_folder(path)
 
 
 def _quiet_transformers() -> None:

@@ -20,7 +20,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..core.typed import _renamed, coerce
+from ..core.typed import coerce, renamed_keys
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -65,7 +65,7 @@ def renamed_options(name: str, options: dict[str, Any], where: str | None = None
     replaced by the new ones, with a RenamedOptionWarning naming `where` (default: the press name); giving an old
     and its new name together is a ConfigError."""
     PRESSES.get(name)  # unknown names: ConfigError listing the valid ones
-    return _renamed(PRESSES.load(name), dict(options), where or name)
+    return renamed_keys(PRESSES.load(name), dict(options), where or name)
 
 
 def make_press(name: str, **options: Any) -> Any:
